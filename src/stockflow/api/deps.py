@@ -1,0 +1,100 @@
+"""Dependencies shared by every router: settings, the request's transaction, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.auth import service as auth_service
+from stockflow.auth.roles import ALL_ROLES, Principal, Role
+from stockflow.auth.usage import KeyUsageRecorder
+from stockflow.config import Settings
+from stockflow.db.engine import Database
+from stockflow.errors import AuthenticationRequired, PermissionDenied
+
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed when the endpoint returns.
+
+    Declared with ``scope="function"`` so the commit happens before the response is sent:
+    a commit that fails becomes an error response, never a 2xx for lost work.
+    """
+    database = get_database(request)
+    async with database.transaction(write=request.method not in _READ_ONLY_METHODS) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `sf_...`")
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise AuthenticationRequired("Send an API key as `Authorization: Bearer <key>`.")
+    principal, last_used_at = await auth_service.authenticate(session, credentials.credentials)
+    recorder: KeyUsageRecorder = request.app.state.key_usage
+    recorder.note(principal.id, last_used_at)
+    return principal
+
+
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    allowed = frozenset(roles)
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(get_principal)],
+    ) -> Principal:
+        if principal.role not in allowed:
+            raise PermissionDenied(
+                f"The {principal.role.value} role may not perform this operation."
+            )
+        return principal
+
+    return dependency
+
+
+AnyPrincipal = Annotated[Principal, Depends(require(*ALL_ROLES))]
+StaffPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF))]
+AdminPrincipal = Annotated[Principal, Depends(require(Role.ADMIN))]
+ReaderPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF, Role.SERVICE))]
+
+
+class ListParams:
+    """``?limit=`` (1-100, default 20) and ``?cursor=`` for every list."""
+
+    def __init__(
+        self,
+        limit: Annotated[
+            int, Query(ge=1, le=100, description="Page size, 1 to 100.")
+        ] = 20,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=200, description="`next_cursor` from the previous page."),
+        ] = None,
+    ) -> None:
+        self.limit = limit
+        self.cursor = cursor
+
+
+ListParamsDep = Annotated[ListParams, Depends()]

@@ -1,0 +1,16 @@
+"""The ``/v1`` API: every feature's router, mounted in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from stockflow.auth.router import router as api_keys_router
+from stockflow.catalog.router import router as products_router
+from stockflow.customers.router import router as customers_router
+from stockflow.inventory.router import router as inventory_router
+
+v1 = APIRouter(prefix="/v1")
+v1.include_router(api_keys_router)
+v1.include_router(products_router)
+v1.include_router(inventory_router)
+v1.include_router(customers_router)

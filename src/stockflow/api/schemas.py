@@ -1,0 +1,51 @@
+"""Schema building blocks shared by every feature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+T = TypeVar("T")
+
+
+class WriteModel(BaseModel):
+    """Base of request bodies: unknown fields are refused, read-only ones named as such.
+
+    A typo that is silently ignored is a change the client believes it made; so every
+    unknown field is a 422, and fields the server owns (ids, counters, timestamps) get a
+    message that says so instead of "unknown field".
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    read_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {"id", "created_at", "updated_at"}
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            present = sorted(name for name in data if name in cls.read_only_fields)
+            if present:
+                raise PydanticCustomError(
+                    "read_only",
+                    "read-only field(s) cannot be set: {fields}",
+                    {"fields": ", ".join(present)},
+                )
+        return data
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ListResponse(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``?cursor=`` for the next page."""
+
+    data: Sequence[T]
+    next_cursor: str | None = Field(
+        description="Cursor of the next page, or null on the last page."
+    )

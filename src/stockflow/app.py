@@ -1,0 +1,60 @@
+"""The composition root of the HTTP service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from stockflow import __version__
+from stockflow.api.health import router as health_router
+from stockflow.api.middleware import RequestContextMiddleware
+from stockflow.api.problems import install_problem_handlers
+from stockflow.api.router import v1
+from stockflow.auth.usage import KeyUsageRecorder
+from stockflow.config import Settings
+from stockflow.db.engine import Database
+from stockflow.db.migrate import head_revision
+from stockflow.observability.logging import configure_logging
+
+DESCRIPTION = """
+Stockflow takes orders, reserves stock without ever overselling, and tells you exactly
+what is on hand, reserved and available at every location.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are
+[RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`; every
+problem `type` links to `/problems/{slug}`, which explains it. Lists take `?limit=` and
+`?cursor=` and answer `{"data": [...], "next_cursor": ...}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+    database = database or Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.key_usage.drain()
+        await database.dispose()
+
+    app = FastAPI(
+        title="Stockflow",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.migration_head = head_revision()
+    app.state.key_usage = KeyUsageRecorder(
+        database, interval=timedelta(seconds=settings.key_usage_interval_seconds)
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.db.models import ApiKey
+from stockflow.db.pagination import Page, paginate
+
+
+async def get_by_hash(session: AsyncSession, key_hash: str) -> ApiKey | None:
+    return await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+
+
+async def get(session: AsyncSession, key_id: str) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def add(session: AsyncSession, key: ApiKey) -> ApiKey:
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def list_page(
+    session: AsyncSession, *, limit: int, cursor: str | None, include_revoked: bool
+) -> Page[ApiKey]:
+    stmt = select(ApiKey)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return await paginate(session, stmt, ApiKey.id, limit=limit, cursor=cursor)
+
+
+async def record_use(
+    session: AsyncSession, key_id: str, *, now: datetime, interval: timedelta
+) -> bool:
+    """Set ``last_used_at`` unless another process already did within ``interval``."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - interval))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
+from stockflow.api.schemas import ListResponse
+from stockflow.auth import service
+from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+
+router = APIRouter(prefix="/api-keys", tags=["API keys"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key",
+    description=(
+        "Issues a key for a role (`admin`, `staff`, `service`, or `customer` bound to one "
+        "customer). The response holds the key itself: it is shown once, only its hash is "
+        "stored. Admin only."
+    ),
+)
+async def create_api_key(
+    data: ApiKeyCreate, session: SessionDep, principal: AdminPrincipal
+) -> ApiKeyCreated:
+    return await service.create_key(session, actor=principal, data=data)
+
+
+@router.get(
+    "",
+    summary="List API keys",
+    description="Newest first. Revoked keys are included only when asked. Admin only.",
+)
+async def list_api_keys(
+    session: SessionDep,
+    _principal: AdminPrincipal,
+    params: ListParamsDep,
+    include_revoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
+) -> ListResponse[ApiKeyRead]:
+    page = await service.list_keys(
+        session, limit=params.limit, cursor=params.cursor, include_revoked=include_revoked
+    )
+    return ListResponse(data=page.items, next_cursor=page.next_cursor)
+
+
+@router.get("/{key_id}", summary="Get an API key", description="Admin only.")
+async def get_api_key(key_id: str, session: SessionDep, _principal: AdminPrincipal) -> ApiKeyRead:
+    return await service.get_key(session, key_id=key_id)
+
+
+@router.delete(
+    "/{key_id}",
+    summary="Revoke an API key",
+    description=(
+        "The key is refused from the next request on. The record stays, with `revoked_at` "
+        "set, so the audit trail keeps its name. Admin only."
+    ),
+)
+async def revoke_api_key(
+    key_id: str, session: SessionDep, principal: AdminPrincipal
+) -> ApiKeyRead:
+    return await service.revoke_key(session, actor=principal, key_id=key_id)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.auth.roles import Role
+
+
+class ApiKeyCreate(WriteModel):
+    """A new API key. A `customer` key is bound to exactly one customer."""
+
+    read_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {"id", "created_at", "prefix", "key", "last_used_at", "revoked_at", "created_by"}
+    )
+
+    name: str = Field(min_length=1, max_length=200, examples=["Storefront backend"])
+    role: Role = Field(examples=["service"])
+    customer_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Required for the `customer` role, refused for the others.",
+        examples=[None],
+    )
+
+    @model_validator(mode="after")
+    def _customer_binding(self) -> ApiKeyCreate:
+        if self.role is Role.CUSTOMER and self.customer_id is None:
+            raise ValueError("a customer key needs customer_id")
+        if self.role is not Role.CUSTOMER and self.customer_id is not None:
+            raise ValueError("only a customer key takes customer_id")
+        return self
+
+
+class ApiKeyRead(ReadModel):
+    """An API key as listed: never the key itself, only its first characters."""
+
+    id: str = Field(examples=["key_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    name: str
+    role: Role
+    customer_id: str | None
+    prefix: str = Field(description="First characters of the key.", examples=["sf_4fQz8Lm"])
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="Updated at most once a minute, so it may lag by up to a minute."
+    )
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """The new key, with its secret. The secret is shown here once and never again."""
+
+    key: str = Field(examples=["sf_Xc9fQz8LmT2bV5nK7pR1sW3yH6jD4gA0ab12Cd"])

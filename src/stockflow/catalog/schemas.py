@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, StringConstraints, model_validator
+from pydantic_extra_types.currency_code import ISO4217
+
+from stockflow.api.schemas import ReadModel, WriteModel
+
+SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
+MAX_PRICE = 10**12
+
+ProductName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MinorUnits = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_PRICE,
+        description="Price in the currency's minor units (cents for EUR and USD).",
+    ),
+]
+
+_SERVER_OWNED = frozenset(
+    {"id", "created_at", "updated_at", "version", "backordered", "on_order", "etag"}
+)
+
+
+class ProductCreate(WriteModel):
+    """A sellable SKU. The SKU is its permanent key: it cannot be changed later."""
+
+    read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED
+
+    sku: Sku = Field(examples=["MUG-BLUE-330"])
+    name: ProductName = Field(examples=["Blue mug, 330 ml"])
+    description: str | None = Field(default=None, max_length=5000)
+    unit_price: MinorUnits = Field(examples=[1290])
+    currency: ISO4217 = Field(examples=["EUR"], description="ISO 4217 code.")
+    active: bool = Field(default=True, description="Inactive products cannot be ordered.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProductUpdate(WriteModel):
+    """Fields to change; omitted fields stay as they are. There is no delete: deactivate."""
+
+    read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku"}
+
+    name: ProductName | None = None
+    description: str | None = Field(default=None, max_length=5000)
+    unit_price: MinorUnits | None = None
+    currency: ISO4217 | None = None
+    active: bool | None = Field(default=None, examples=[False])
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> ProductUpdate:
+        nulled = sorted(
+            name
+            for name in self.model_fields_set
+            if name != "description" and getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"cannot be null: {', '.join(nulled)}")
+        return self
+
+
+class ProductRead(ReadModel):
+    id: str = Field(examples=["prod_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    name: str
+    description: str | None
+    unit_price: int = Field(examples=[1290])
+    currency: str = Field(examples=["EUR"])
+    active: bool
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    version: int = Field(description="Changes on every update; the ETag is built from it.")
+    created_at: datetime
+    updated_at: datetime

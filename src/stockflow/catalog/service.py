@@ -1,0 +1,136 @@
+"""The catalog: products are created, read, changed and deactivated, never deleted, so
+that orders and the ledger always point at a product that exists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from stockflow.audit import service as audit
+from stockflow.auth.roles import Principal
+from stockflow.catalog import repository
+from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
+from stockflow.db.models import Product
+from stockflow.db.pagination import Page
+from stockflow.errors import AlreadyExists, NotFound, PreconditionFailed
+from stockflow.ids import new_id
+from stockflow.inventory import repository as inventory_repository
+
+
+def etag_of(product: ProductRead) -> str:
+    return f'"{product.id}.{product.version}"'
+
+
+def _matches(if_match: str, etag: str) -> bool:
+    candidates = [part.strip() for part in if_match.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+async def _visible_product(session: AsyncSession, viewer: Principal, sku: str) -> Product:
+    product = await repository.get_by_sku(session, sku)
+    # Customers see only what they can buy; an inactive product is as good as absent.
+    if product is None or (viewer.is_customer and not product.active):
+        raise NotFound(f"Product {sku} does not exist.")
+    return product
+
+
+async def create_product(
+    session: AsyncSession, *, actor: Principal, data: ProductCreate
+) -> ProductRead:
+    if await repository.get_by_sku(session, data.sku) is not None:
+        raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
+    now = datetime.now(UTC)
+    product = await repository.add(
+        session,
+        Product(
+            id=new_id("prod"),
+            sku=data.sku,
+            name=data.name,
+            description=data.description,
+            unit_price=data.unit_price,
+            currency=str(data.currency),
+            active=data.active,
+            metadata_=data.metadata,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    await inventory_repository.open_stock_rows(session, product_id=product.id, now=now)
+    read = ProductRead.model_validate(product)
+    await audit.record(
+        session,
+        actor=actor,
+        action="product.created",
+        resource_type="product",
+        resource_id=product.sku,
+        before=None,
+        after=read.model_dump(mode="json"),
+    )
+    return read
+
+
+async def get_product(session: AsyncSession, *, viewer: Principal, sku: str) -> ProductRead:
+    return ProductRead.model_validate(await _visible_product(session, viewer, sku))
+
+
+async def list_products(
+    session: AsyncSession,
+    *,
+    viewer: Principal,
+    limit: int,
+    cursor: str | None,
+    active: bool | None,
+) -> Page[ProductRead]:
+    if viewer.is_customer:
+        active = True
+    page = await repository.list_page(session, limit=limit, cursor=cursor, active=active)
+    return Page([ProductRead.model_validate(p) for p in page.items], page.next_cursor)
+
+
+async def update_product(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    sku: str,
+    data: ProductUpdate,
+    if_match: str | None,
+) -> ProductRead:
+    product = await repository.get_by_sku(session, sku)
+    if product is None:
+        raise NotFound(f"Product {sku} does not exist.")
+    before = ProductRead.model_validate(product)
+    if if_match is not None and not _matches(if_match, etag_of(before)):
+        raise PreconditionFailed(
+            f"Product {sku} has changed since that ETag was issued.",
+            current_etag=etag_of(before),
+        )
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if field == "metadata":
+            product.metadata_ = value
+        elif field == "currency":
+            product.currency = str(value)
+        else:
+            setattr(product, field, value)
+    if not session.is_modified(product):
+        return before
+    product.updated_at = datetime.now(UTC)
+    try:
+        # The version column guards the UPDATE itself (WHERE version = :read), so a change
+        # committed between our read and our write is detected, not overwritten.
+        await session.flush()
+    except StaleDataError as exc:
+        raise PreconditionFailed(f"Product {sku} was changed concurrently.") from exc
+    after = ProductRead.model_validate(product)
+    await audit.record(
+        session,
+        actor=actor,
+        action="product.updated",
+        resource_type="product",
+        resource_id=product.sku,
+        before=before.model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return after

@@ -1,0 +1,76 @@
+"""A small demo catalog so a new user can try the API within a minute."""
+
+from __future__ import annotations
+
+from stockflow.auth import service as auth_service
+from stockflow.auth.roles import Principal, Role
+from stockflow.auth.schemas import ApiKeyCreate
+from stockflow.catalog import repository as catalog_repository
+from stockflow.catalog import service as catalog_service
+from stockflow.catalog.schemas import ProductCreate
+from stockflow.cli._common import console, run_with_database
+from stockflow.config import Settings
+from stockflow.customers import repository as customers_repository
+from stockflow.customers import service as customers_service
+from stockflow.customers.schemas import CustomerCreate
+from stockflow.db.engine import Database
+from stockflow.inventory import service as inventory_service
+from stockflow.inventory.schemas import AdjustmentCreate
+
+DEMO_PRODUCTS = [
+    ("MUG-BLUE-330", "Blue mug, 330 ml", 1290, 40),
+    ("MUG-RED-330", "Red mug, 330 ml", 1290, 25),
+    ("TEAPOT-1L", "Stoneware teapot, 1 l", 3900, 8),
+    ("COASTER-4", "Cork coasters, set of 4", 690, 120),
+    ("TEA-EARLGREY-250", "Earl Grey loose leaf, 250 g", 1150, 0),
+]
+DEMO_CUSTOMER_REF = "demo:customer"
+
+
+async def _seed(database: Database) -> tuple[str, str | None]:
+    actor = Principal.command_line()
+    customer_id: str | None = None
+    async with database.transaction() as session:
+        for sku, name, price, stock in DEMO_PRODUCTS:
+            if await catalog_repository.get_by_sku(session, sku) is not None:
+                continue
+            await catalog_service.create_product(
+                session,
+                actor=actor,
+                data=ProductCreate(sku=sku, name=name, unit_price=price, currency="EUR"),
+            )
+            if stock:
+                await inventory_service.adjust_stock(
+                    session,
+                    actor=actor,
+                    sku=sku,
+                    data=AdjustmentCreate(delta=stock, reason="demo opening stock"),
+                )
+        existing = await customers_repository.get_by_external_ref(session, DEMO_CUSTOMER_REF)
+        if existing is None:
+            customer = await customers_service.create_customer(
+                session,
+                actor=actor,
+                data=CustomerCreate(
+                    name="Demo Customer", email="demo@example.com", external_ref=DEMO_CUSTOMER_REF
+                ),
+            )
+            customer_id = customer.id
+        else:
+            customer_id = existing.id
+        key = await auth_service.create_key(
+            session, actor=actor, data=ApiKeyCreate(name="demo admin", role=Role.ADMIN)
+        )
+    return key.key, customer_id
+
+
+def seed_demo(settings: Settings) -> None:
+    key, customer_id = run_with_database(settings, _seed)
+    console.print(f"demo catalog ready ({len(DEMO_PRODUCTS)} products, customer {customer_id})")
+    console.print(f"demo admin key: [bold]{key}[/bold]", soft_wrap=True)
+    console.print(
+        f"try: curl -H 'Authorization: Bearer {key}' "
+        f"http://{settings.host}:{settings.port}/v1/products",
+        soft_wrap=True,
+        highlight=False,
+    )

@@ -1,0 +1,50 @@
+"""``stockflow serve``: migrate, optionally seed the demo, and run uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from stockflow.cli._common import console, load_settings
+from stockflow.db import migrate
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [env STOCKFLOW_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env STOCKFLOW_PORT].")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply pending migrations on start.")
+    ] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed a demo catalog and print a demo admin key.")
+    ] = False,
+) -> None:
+    """Run the HTTP API."""
+    settings = load_settings(host=host, port=port)
+    if not no_migrate:
+        migrate.upgrade(settings.database_url)
+    if demo:
+        from stockflow.cli.demo import seed_demo
+
+        seed_demo(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"Stockflow on [bold]{base}[/bold]  API docs: [bold]{base}/docs[/bold]")
+    uvicorn.run(
+        "stockflow.cli.serve:build_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def build_app() -> object:
+    """Entry point for uvicorn's workers: each process builds its app from the environment."""
+    from stockflow.app import create_app
+
+    return create_app()

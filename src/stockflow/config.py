@@ -1,0 +1,75 @@
+"""Runtime settings, read from the environment (prefix ``STOCKFLOW_``) and an optional ``.env``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/stockflow.db"
+DEFAULT_SECRET = "change-me"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can tune; documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKFLOW_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = DEFAULT_SQLITE_URL
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_echo: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Signs nothing yet, but later features (webhook secrets at rest, cursors) derive keys
+    # from it, so production must not start with the published default.
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    key_usage_interval_seconds: int = Field(default=60, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        # Operators paste the URL their provider gives them; map it to the async driver.
+        for plain in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+            if value.startswith(plain):
+                return "postgresql+asyncpg://" + value[len(plain) :]
+        if value.startswith("sqlite:///") or value.startswith("sqlite://"):
+            return "sqlite+aiosqlite" + value[len("sqlite") :]
+        if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return value
+        raise ValueError("database_url must be a postgresql:// or sqlite:// URL")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.is_sqlite:
+                raise ValueError("production requires PostgreSQL, not SQLite")
+            if self.secret_key.get_secret_value() in ("", DEFAULT_SECRET):
+                raise ValueError("production requires STOCKFLOW_SECRET_KEY to be set")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def sqlite_path(self) -> Path | None:
+        """The database file, or None for PostgreSQL and in-memory SQLite."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        if not path or path == ":memory:":
+            return None
+        return Path(path)

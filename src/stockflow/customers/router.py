@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, require
+from stockflow.api.schemas import ListResponse
+from stockflow.auth.roles import Principal, Role
+from stockflow.customers import service
+from stockflow.customers.schemas import CustomerCreate, CustomerRead
+
+router = APIRouter(prefix="/customers", tags=["Customers"])
+
+CreatorPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF, Role.SERVICE))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a customer",
+    description="Admin, staff and service keys. `external_ref` is unique when given.",
+)
+async def create_customer(
+    data: CustomerCreate, session: SessionDep, principal: CreatorPrincipal
+) -> CustomerRead:
+    return await service.create_customer(session, actor=principal, data=data)
+
+
+@router.get(
+    "",
+    summary="List customers",
+    description="Newest first. A customer key sees only its own customer.",
+)
+async def list_customers(
+    session: SessionDep, principal: AnyPrincipal, params: ListParamsDep
+) -> ListResponse[CustomerRead]:
+    page = await service.list_customers(
+        session, viewer=principal, limit=params.limit, cursor=params.cursor
+    )
+    return ListResponse(data=page.items, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{customer_id}",
+    summary="Get a customer",
+    description="A customer key may read only its own customer; any other id is 404.",
+)
+async def get_customer(
+    customer_id: str, session: SessionDep, principal: AnyPrincipal
+) -> CustomerRead:
+    return await service.get_customer(session, viewer=principal, customer_id=customer_id)

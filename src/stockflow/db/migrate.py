@@ -1,0 +1,53 @@
+"""Alembic driven from code, so the CLI, the server start-up and the tests share one path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import stockflow
+
+
+def _script_location() -> Path:
+    # Installed wheels carry the migrations inside the package; a source checkout keeps
+    # them at the repository root.
+    packaged = Path(stockflow.__file__).parent / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(stockflow.__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_script_location()))
+    if database_url is not None:
+        config.attributes["database_url"] = database_url
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations found")
+    return head
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+async def current_revision(connection: AsyncConnection) -> str | None:
+    def _current(sync_connection: object) -> str | None:
+        context = MigrationContext.configure(sync_connection)  # type: ignore[arg-type]
+        return context.get_current_revision()
+
+    return await connection.run_sync(_current)

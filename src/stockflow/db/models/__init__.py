@@ -1,0 +1,17 @@
+"""Every table, imported here so that ``Base.metadata`` is complete for Alembic."""
+
+from stockflow.db.models.audit import AuditRecord
+from stockflow.db.models.auth import ApiKey
+from stockflow.db.models.catalog import Product
+from stockflow.db.models.customers import Customer
+from stockflow.db.models.inventory import Location, StockLevel, StockMovement
+
+__all__ = [
+    "ApiKey",
+    "AuditRecord",
+    "Customer",
+    "Location",
+    "Product",
+    "StockLevel",
+    "StockMovement",
+]

@@ -1,0 +1,114 @@
+"""Domain errors. Each carries its problem type, title and HTTP status, so services raise
+what went wrong in domain terms and one handler renders every error as problem+json.
+
+The problem type is a relative URI (``/problems/<slug>``) that the service itself serves,
+so a client can look up what a type means from the same host.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_TYPES: dict[str, tuple[str, str]] = {}
+"""slug -> (title, description) for every problem type the API can return."""
+
+
+def problem_type_uri(slug: str) -> str:
+    return f"/problems/{slug}"
+
+
+class StockflowError(Exception):
+    """Base of every error the API turns into a problem response."""
+
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+    status: ClassVar[int] = 500
+    description: ClassVar[str] = "The server failed to process the request."
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        PROBLEM_TYPES[cls.slug] = (cls.title, cls.description)
+
+    @property
+    def type(self) -> str:
+        return problem_type_uri(self.slug)
+
+
+PROBLEM_TYPES[StockflowError.slug] = (StockflowError.title, StockflowError.description)
+
+
+class NotFound(StockflowError):
+    slug = "not-found"
+    title = "Not found"
+    status = 404
+    description = "The resource does not exist, or the caller may not see it."
+
+
+class AuthenticationRequired(StockflowError):
+    slug = "unauthenticated"
+    title = "Authentication required"
+    status = 401
+    description = "Send a valid, unrevoked API key as `Authorization: Bearer <key>`."
+
+
+class PermissionDenied(StockflowError):
+    slug = "forbidden"
+    title = "Forbidden"
+    status = 403
+    description = "The API key's role may not perform this operation."
+
+
+class InvalidRequest(StockflowError):
+    slug = "validation-error"
+    title = "Invalid request"
+    status = 422
+    description = (
+        "The request is not valid. `errors` lists each offending field with its "
+        "location and a message."
+    )
+
+
+class InvalidCursor(StockflowError):
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+    status = 422
+    description = "The `cursor` parameter is not one this list returned; start again without it."
+
+
+class AlreadyExists(StockflowError):
+    slug = "already-exists"
+    title = "Already exists"
+    status = 409
+    description = "A resource with the same unique key (for example the SKU) already exists."
+
+
+class PreconditionFailed(StockflowError):
+    slug = "precondition-failed"
+    title = "Precondition failed"
+    status = 412
+    description = (
+        "The `If-Match` header does not match the resource's current `ETag`: someone else "
+        "changed it. Read it again and reapply the change."
+    )
+
+
+class StockBelowReserved(StockflowError):
+    slug = "stock-below-reserved"
+    title = "Stock would fall below what is reserved"
+    status = 409
+    description = (
+        "The adjustment would leave less on hand than is promised to open orders. "
+        "`on_hand`, `reserved` and `delta` say by how much."
+    )
+
+
+class ServiceUnavailable(StockflowError):
+    slug = "service-unavailable"
+    title = "Service unavailable"
+    status = 503
+    description = "A dependency (the database) is unreachable or not migrated; retry later."

@@ -1,0 +1,152 @@
+"""Stock rows and the ledger. Every change to a stock row is one guarded statement, so
+concurrent writers can never drive a counter past its constraint or lose an update."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.db.models import Location, Product, StockLevel, StockMovement
+from stockflow.db.pagination import Page, paginate
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRow:
+    location_id: str
+    location_code: str
+    on_hand: int
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    sku: str
+    location_code: str
+    field: str
+    recorded: int
+    from_ledger: int
+
+
+async def default_location(session: AsyncSession) -> Location:
+    location = await session.scalar(select(Location).where(Location.is_default.is_(True)))
+    if location is None:
+        raise RuntimeError("the default location is missing; run the migrations")
+    return location
+
+
+async def get_location_by_code(session: AsyncSession, code: str) -> Location | None:
+    return await session.scalar(select(Location).where(Location.code == code))
+
+
+async def open_stock_rows(session: AsyncSession, *, product_id: str, now: datetime) -> None:
+    """Give a new product an empty stock row at every location."""
+    locations = (await session.scalars(select(Location.id))).all()
+    await session.execute(
+        insert(StockLevel),
+        [
+            {
+                "product_id": product_id,
+                "location_id": location_id,
+                "on_hand": 0,
+                "reserved": 0,
+                "updated_at": now,
+            }
+            for location_id in locations
+        ],
+    )
+
+
+async def levels(session: AsyncSession, product_id: str) -> list[LevelRow]:
+    stmt = (
+        select(Location.id, Location.code, StockLevel.on_hand, StockLevel.reserved)
+        .join(Location, Location.id == StockLevel.location_id)
+        .where(StockLevel.product_id == product_id)
+        .order_by(Location.code)
+    )
+    return [LevelRow(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def add_on_hand(
+    session: AsyncSession,
+    *,
+    product_id: str,
+    location_id: str,
+    delta: int,
+    now: datetime,
+) -> tuple[int, int] | None:
+    """Change ``on_hand`` unless that would leave it below ``reserved``.
+
+    Returns ``(on_hand, reserved)`` after the change, or None when refused. The check and
+    the write are one statement, so no concurrent reservation can slip between them.
+    """
+    stmt = (
+        update(StockLevel)
+        .where(StockLevel.product_id == product_id)
+        .where(StockLevel.location_id == location_id)
+        .where(StockLevel.on_hand + delta >= StockLevel.reserved)
+        .values(on_hand=StockLevel.on_hand + delta, updated_at=now)
+        .returning(StockLevel.on_hand, StockLevel.reserved)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+async def add_movement(session: AsyncSession, movement: StockMovement) -> StockMovement:
+    session.add(movement)
+    await session.flush()
+    return movement
+
+
+async def movements_page(
+    session: AsyncSession, *, product_id: str, limit: int, cursor: str | None
+) -> Page[StockMovement]:
+    stmt = select(StockMovement).where(StockMovement.product_id == product_id)
+    return await paginate(session, stmt, StockMovement.id, limit=limit, cursor=cursor)
+
+
+async def ledger_drift(session: AsyncSession) -> list[Drift]:
+    """Stock rows whose counters differ from the sum of their ledger movements."""
+    ledger = (
+        select(
+            StockMovement.product_id,
+            StockMovement.location_id,
+            func.sum(StockMovement.on_hand_delta).label("on_hand"),
+            func.sum(StockMovement.reserved_delta).label("reserved"),
+        )
+        .group_by(StockMovement.product_id, StockMovement.location_id)
+        .subquery()
+    )
+    ledger_on_hand = func.coalesce(ledger.c.on_hand, 0)
+    ledger_reserved = func.coalesce(ledger.c.reserved, 0)
+    stmt = (
+        select(
+            Product.sku,
+            Location.code,
+            StockLevel.on_hand,
+            StockLevel.reserved,
+            ledger_on_hand,
+            ledger_reserved,
+        )
+        .join(Product, Product.id == StockLevel.product_id)
+        .join(Location, Location.id == StockLevel.location_id)
+        .outerjoin(
+            ledger,
+            and_(
+                ledger.c.product_id == StockLevel.product_id,
+                ledger.c.location_id == StockLevel.location_id,
+            ),
+        )
+        .where(or_(StockLevel.on_hand != ledger_on_hand, StockLevel.reserved != ledger_reserved))
+        .order_by(Product.sku, Location.code)
+    )
+    drifts: list[Drift] = []
+    for sku, code, on_hand, reserved, l_on_hand, l_reserved in (await session.execute(stmt)).all():
+        if on_hand != l_on_hand:
+            drifts.append(Drift(sku, code, "on_hand", on_hand, int(l_on_hand)))
+        if reserved != l_reserved:
+            drifts.append(Drift(sku, code, "reserved", reserved, int(l_reserved)))
+    return drifts

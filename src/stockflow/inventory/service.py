@@ -1,0 +1,147 @@
+"""Stock levels, manual adjustments, the ledger, and reconciling the two."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.audit import service as audit
+from stockflow.auth.roles import Principal
+from stockflow.catalog import repository as catalog_repository
+from stockflow.db.models import Product, StockMovement
+from stockflow.db.pagination import Page
+from stockflow.errors import InvalidRequest, NotFound, StockBelowReserved
+from stockflow.ids import new_id
+from stockflow.inventory import repository
+from stockflow.inventory.repository import Drift
+from stockflow.inventory.schemas import (
+    AdjustmentCreate,
+    AdjustmentRead,
+    AvailabilityRead,
+    InventoryRead,
+    LocationStock,
+    MovementRead,
+)
+
+
+async def _product(session: AsyncSession, viewer: Principal, sku: str) -> Product:
+    product = await catalog_repository.get_by_sku(session, sku)
+    if product is None or (viewer.is_customer and not product.active):
+        raise NotFound(f"Product {sku} does not exist.")
+    return product
+
+
+async def _inventory(session: AsyncSession, product: Product) -> InventoryRead:
+    rows = await repository.levels(session, product.id)
+    locations = [
+        LocationStock(
+            location_id=row.location_id,
+            location=row.location_code,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+            available=row.on_hand - row.reserved,
+        )
+        for row in rows
+    ]
+    on_hand = sum(row.on_hand for row in rows)
+    reserved = sum(row.reserved for row in rows)
+    return InventoryRead(
+        sku=product.sku,
+        on_hand=on_hand,
+        reserved=reserved,
+        available=on_hand - reserved,
+        backordered=product.backordered,
+        on_order=product.on_order,
+        locations=locations,
+    )
+
+
+async def get_inventory(
+    session: AsyncSession, *, viewer: Principal, sku: str
+) -> InventoryRead | AvailabilityRead:
+    product = await _product(session, viewer, sku)
+    inventory = await _inventory(session, product)
+    if viewer.is_customer:
+        return AvailabilityRead(sku=inventory.sku, available=inventory.available)
+    return inventory
+
+
+async def adjust_stock(
+    session: AsyncSession, *, actor: Principal, sku: str, data: AdjustmentCreate
+) -> AdjustmentRead:
+    product = await _product(session, actor, sku)
+    if data.location is None:
+        location = await repository.default_location(session)
+    else:
+        found = await repository.get_location_by_code(session, data.location)
+        if found is None:
+            raise InvalidRequest(
+                f"Location {data.location} does not exist.",
+                errors=[{"location": "body.location", "message": "unknown location"}],
+            )
+        location = found
+    now = datetime.now(UTC)
+    after = await repository.add_on_hand(
+        session, product_id=product.id, location_id=location.id, delta=data.delta, now=now
+    )
+    if after is None:
+        current = next(
+            row for row in await repository.levels(session, product.id)
+            if row.location_id == location.id
+        )
+        raise StockBelowReserved(
+            f"Removing {-data.delta} would leave {current.on_hand + data.delta} on hand of "
+            f"{sku} at {location.code}, below the {current.reserved} reserved for open orders.",
+            sku=sku,
+            location=location.code,
+            delta=data.delta,
+            on_hand=current.on_hand,
+            reserved=current.reserved,
+        )
+    on_hand_after, reserved_after = after
+    movement = await repository.add_movement(
+        session,
+        StockMovement(
+            id=new_id("mov"),
+            product_id=product.id,
+            location_id=location.id,
+            on_hand_delta=data.delta,
+            reserved_delta=0,
+            on_hand_after=on_hand_after,
+            reserved_after=reserved_after,
+            reason="adjustment",
+            note=data.reason,
+            actor=actor.id,
+            created_at=now,
+        ),
+    )
+    stock_after = {"location": location.code, "on_hand": on_hand_after, "reserved": reserved_after}
+    await audit.record(
+        session,
+        actor=actor,
+        action="stock.adjusted",
+        resource_type="stock_level",
+        resource_id=f"{sku}@{location.code}",
+        before={**stock_after, "on_hand": on_hand_after - data.delta},
+        after={**stock_after, "reason": data.reason, "movement_id": movement.id},
+    )
+    return AdjustmentRead(
+        movement=MovementRead.model_validate(movement),
+        inventory=await _inventory(session, product),
+    )
+
+
+async def list_movements(
+    session: AsyncSession, *, viewer: Principal, sku: str, limit: int, cursor: str | None
+) -> Page[MovementRead]:
+    product = await _product(session, viewer, sku)
+    page = await repository.movements_page(
+        session, product_id=product.id, limit=limit, cursor=cursor
+    )
+    return Page([MovementRead.model_validate(m) for m in page.items], page.next_cursor)
+
+
+async def reconcile(session: AsyncSession) -> list[Drift]:
+    """Every stock counter that the ledger does not reproduce; empty when all agree."""
+    return await repository.ledger_drift(session)
