@@ -50,3 +50,28 @@ def current() -> None:
     console.print(f"applied: {applied or 'none'}  head: {head}  ({state})")
     if applied != head:
         raise typer.Exit(1)
+
+
+async def _differences(database: Database) -> tuple[str | None, list[object]]:
+    async with database.engine.connect() as connection:
+        applied = await migrate.current_revision(connection)
+        return applied, await migrate.schema_differences(connection)
+
+
+@app.command()
+def check() -> None:
+    """Fail if the migrated schema differs from what the models declare.
+
+    Run after ``stockflow db upgrade``; a difference means a model changed without a
+    migration (or the other way round).
+    """
+    settings = load_settings()
+    applied, differences = run_with_database(settings, _differences)
+    if applied != migrate.head_revision():
+        console.print(f"[red]database at {applied or 'no revision'}, not at head[/red]")
+        raise typer.Exit(1)
+    if differences:
+        for difference in differences:
+            console.print(f"[red]differs:[/red] {difference}")
+        raise typer.Exit(1)
+    console.print("[green]models and migrations agree[/green]")

@@ -51,3 +51,20 @@ async def current_revision(connection: AsyncConnection) -> str | None:
         return context.get_current_revision()
 
     return await connection.run_sync(_current)
+
+
+async def schema_differences(connection: AsyncConnection) -> list[object]:
+    """What autogenerate would change: empty when the models and the migrations agree."""
+    from alembic.autogenerate import compare_metadata
+
+    from stockflow.db.base import Base
+    from stockflow.db.models import __all__ as _all_models  # noqa: F401  (registers tables)
+
+    def _compare(sync_connection: object) -> list[object]:
+        context = MigrationContext.configure(
+            sync_connection,  # type: ignore[arg-type]
+            opts={"compare_type": True, "compare_server_default": True},
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+    return await connection.run_sync(_compare)
