@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -40,8 +39,10 @@ def _asyncpg_dsn(database: str | None = None) -> str:
 
 
 def postgres_url_for(database: str) -> str:
-    return make_url(_asyncpg_dsn(database)).set(drivername="postgresql+asyncpg").render_as_string(
-        hide_password=False
+    return (
+        make_url(_asyncpg_dsn(database))
+        .set(drivername="postgresql+asyncpg")
+        .render_as_string(hide_password=False)
     )
 
 
@@ -49,7 +50,7 @@ async def probe_postgres() -> str | None:
     """None when PostgreSQL answers, else why not."""
     try:
         connection = await asyncpg.connect(_asyncpg_dsn(), timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"{type(exc).__name__}: {exc}"
     await connection.close()
     return None
@@ -92,4 +93,4 @@ async def clear_data(database: Database) -> None:
             await session.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
         else:
             for table in DATA_TABLES:
-                await session.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+                await session.execute(text(f"DELETE FROM {table}"))

@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_records")),
     )
-    op.create_index(
-        "ix_audit_records_resource", "audit_records", ["resource_type", "resource_id"]
-    )
+    op.create_index("ix_audit_records_resource", "audit_records", ["resource_type", "resource_id"])
     op.create_table(
         "customers",
         sa.Column("id", sa.String(40), nullable=False),
@@ -159,9 +157,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stock_movements")),
     )
-    op.create_index(
-        "ix_stock_movements_product_id_id", "stock_movements", ["product_id", "id"]
-    )
+    op.create_index("ix_stock_movements_product_id_id", "stock_movements", ["product_id", "id"])
     # Every stock row is keyed by location from the start; this is where stock lives until
     # a deployment adds warehouses of its own.
     op.bulk_insert(

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/stockflow.db"
-DEFAULT_SECRET = "change-me"
+DEFAULT_SECRET = "change-me"  # noqa: S105  (the placeholder production refuses)
 
 
 class Environment(StrEnum):

@@ -85,9 +85,7 @@ class ListParams:
 
     def __init__(
         self,
-        limit: Annotated[
-            int, Query(ge=1, le=100, description="Page size, 1 to 100.")
-        ] = 20,
+        limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 20,
         cursor: Annotated[
             str | None,
             Query(max_length=200, description="`next_cursor` from the previous page."),

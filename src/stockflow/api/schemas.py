@@ -20,9 +20,7 @@ class WriteModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    read_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"id", "created_at", "updated_at"}
-    )
+    read_only_fields: ClassVar[frozenset[str]] = frozenset({"id", "created_at", "updated_at"})
 
     @model_validator(mode="before")
     @classmethod

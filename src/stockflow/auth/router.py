@@ -58,7 +58,5 @@ async def get_api_key(key_id: str, session: SessionDep, _principal: AdminPrincip
         "set, so the audit trail keeps its name. Admin only."
     ),
 )
-async def revoke_api_key(
-    key_id: str, session: SessionDep, principal: AdminPrincipal
-) -> ApiKeyRead:
+async def revoke_api_key(key_id: str, session: SessionDep, principal: AdminPrincipal) -> ApiKeyRead:
     return await service.revoke_key(session, actor=principal, key_id=key_id)

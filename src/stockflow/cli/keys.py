@@ -85,9 +85,7 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")
 
     async def work(database: Database) -> ApiKeyRead:
         async with database.transaction() as session:
-            return await service.revoke_key(
-                session, actor=Principal.command_line(), key_id=key_id
-            )
+            return await service.revoke_key(session, actor=Principal.command_line(), key_id=key_id)
 
     try:
         key = run_with_database(load_settings(), work)

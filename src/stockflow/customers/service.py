@@ -22,9 +22,7 @@ async def create_customer(
     if data.external_ref is not None and (
         await repository.get_by_external_ref(session, data.external_ref) is not None
     ):
-        raise AlreadyExists(
-            f"A customer with external_ref {data.external_ref!r} already exists."
-        )
+        raise AlreadyExists(f"A customer with external_ref {data.external_ref!r} already exists.")
     now = datetime.now(UTC)
     customer = await repository.add(
         session,

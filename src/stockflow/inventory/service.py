@@ -87,7 +87,8 @@ async def adjust_stock(
     )
     if after is None:
         current = next(
-            row for row in await repository.levels(session, product.id)
+            row
+            for row in await repository.levels(session, product.id)
             if row.location_id == location.id
         )
         raise StockBelowReserved(

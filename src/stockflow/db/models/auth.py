@@ -11,9 +11,7 @@ from stockflow.db.base import Base, UTCDateTime, utcnow
 class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint(
-            "role IN ('admin', 'staff', 'service', 'customer')", name="role_known"
-        ),
+        CheckConstraint("role IN ('admin', 'staff', 'service', 'customer')", name="role_known"),
         CheckConstraint(
             "(role = 'customer') = (customer_id IS NOT NULL)", name="customer_role_bound"
         ),

@@ -35,9 +35,7 @@ class StockLevel(Base):
         CheckConstraint("reserved <= on_hand", name="reserved_within_on_hand"),
     )
 
-    product_id: Mapped[str] = mapped_column(
-        String(40), ForeignKey("products.id"), primary_key=True
-    )
+    product_id: Mapped[str] = mapped_column(String(40), ForeignKey("products.id"), primary_key=True)
     location_id: Mapped[str] = mapped_column(
         String(40), ForeignKey("locations.id"), primary_key=True
     )
