@@ -1,0 +1,113 @@
+"""Every error is RFC 9457 problem+json, whatever produced it."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from stockflow.api.deps import SessionDep
+from stockflow.db.models import StockLevel
+from tests.conftest import Keys
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["type"], str)
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/v1/no-such-thing"), 404)
+    assert body["type"] == "about:blank"
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/healthz")
+    assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_validation_error_lists_each_field(client: httpx.AsyncClient, keys: Keys) -> None:
+    response = await client.post(
+        "/v1/products",
+        headers=keys.admin,
+        json={"sku": "bad sku!", "unit_price": -1, "currency": "EUR", "colour": "red"},
+    )
+    body = assert_problem(response, 422)
+    assert body["type"] == "/problems/validation-error"
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    by_location = {error["location"]: error["message"] for error in errors}
+    assert set(by_location) == {"body.sku", "body.name", "body.unit_price", "body.colour"}
+    assert by_location["body.colour"] == "unknown field"
+
+
+async def test_malformed_json_is_a_422_problem(client: httpx.AsyncClient, keys: Keys) -> None:
+    response = await client.post(
+        "/v1/products",
+        headers={**keys.admin, "Content-Type": "application/json"},
+        content=b'{"sku": ',
+    )
+    assert_problem(response, 422)
+
+
+async def test_domain_error_carries_its_type(client: httpx.AsyncClient, keys: Keys) -> None:
+    body = assert_problem(await client.get("/v1/products/NOPE", headers=keys.admin), 404)
+    assert body["type"] == "/problems/not-found"
+    assert body["detail"] == "Product NOPE does not exist."
+
+
+async def test_problem_types_are_described_at_their_uri(client: httpx.AsyncClient) -> None:
+    response = await client.get("/problems/stock-below-reserved")
+    assert response.status_code == 200
+    assert response.json()["title"] == "Stock would fall below what is reserved"
+    assert_problem(await client.get("/problems/no-such-problem"), 404)
+
+
+async def test_unexpected_exception_is_a_500_without_trace(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    secret = "internal detail that must not leak"
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError(secret)
+
+    response = await client.get("/boom", headers={"X-Request-ID": "trace-me-123"})
+    body = assert_problem(response, 500)
+    assert body["request_id"] == "trace-me-123"
+    assert secret not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in response.text
+
+
+async def test_a_failed_commit_is_an_error_and_stores_nothing(
+    app: FastAPI, client: httpx.AsyncClient, keys: Keys
+) -> None:
+    """The commit happens before the response: if it fails, the client hears about it."""
+
+    @app.post("/commit-fails")
+    async def commit_fails(session: SessionDep) -> dict[str, bool]:
+        # Added but not flushed: the violation (unknown product, negative stock) surfaces
+        # only when the request's transaction commits.
+        session.add(StockLevel(product_id="prod_missing", location_id="loc_missing", on_hand=-1))
+        return {"ok": True}
+
+    response = await client.post("/commit-fails")
+    assert_problem(response, 500)
+    assert "ok" not in response.text
+
+
+async def test_request_id_is_echoed_or_minted(client: httpx.AsyncClient) -> None:
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    minted = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert minted.headers["X-Request-ID"].startswith("req_")

@@ -1,0 +1,54 @@
+"""Migrations go base -> head -> base -> head, and the result matches the models."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stockflow.config import Settings
+from stockflow.db import migrate
+from stockflow.db.engine import Database
+from stockflow.db.models import Location
+from tests.support import empty_database
+
+TABLES = {
+    "api_keys",
+    "audit_records",
+    "customers",
+    "locations",
+    "products",
+    "stock_levels",
+    "stock_movements",
+}
+
+
+async def _tables(connection: AsyncConnection) -> set[str]:
+    names = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+    return names - {"alembic_version"}
+
+
+async def test_round_trip_and_models_agree(backend: str, tmp_path: Path) -> None:
+    async with empty_database(backend, tmp_path) as url:
+        database = Database(Settings(database_url=url))
+        try:
+            for _ in range(2):
+                await asyncio.to_thread(migrate.upgrade, url)
+                async with database.engine.connect() as connection:
+                    assert await _tables(connection) == TABLES
+                    assert await migrate.current_revision(connection) == migrate.head_revision()
+                    assert await migrate.schema_differences(connection) == []
+                    defaults = (
+                        await connection.execute(
+                            select(Location.code).where(Location.is_default.is_(True))
+                        )
+                    ).all()
+                    assert [row[0] for row in defaults] == ["default"]
+                await asyncio.to_thread(migrate.downgrade, url, "base")
+                async with database.engine.connect() as connection:
+                    assert await _tables(connection) == set()
+                    assert await migrate.current_revision(connection) is None
+        finally:
+            await database.dispose()

@@ -1,0 +1,63 @@
+"""/readyz follows the database: 200 when reachable and migrated, 503 otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from stockflow.app import create_app
+from stockflow.config import Settings
+from stockflow.db import migrate
+from stockflow.db.engine import Database
+from tests.support import drop_postgres_database, empty_database
+
+
+@asynccontextmanager
+async def serving(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
+    settings = Settings(database_url=url)
+    database = Database(settings)
+    app = create_app(settings, database=database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test") as client:
+            yield client, database
+    finally:
+        await database.dispose()
+
+
+async def test_not_migrated_is_503_then_200_at_head(backend: str, tmp_path: Path) -> None:
+    async with empty_database(backend, tmp_path) as url, serving(url) as (client, _):
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "this build needs" in response.json()["detail"]
+
+        await asyncio.to_thread(migrate.upgrade, url)
+        response = await client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["migration"] == migrate.head_revision()
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_database_gone_is_503(backend: str, tmp_path: Path) -> None:
+    async with empty_database(backend, tmp_path) as url:
+        await asyncio.to_thread(migrate.upgrade, url)
+        async with serving(url) as (client, database):
+            assert (await client.get("/readyz")).status_code == 200
+            if backend == "postgresql":
+                await drop_postgres_database(database.engine.url.database or "")
+            else:
+                await database.engine.dispose()
+                path = Path(database.engine.url.database or "")
+                for leftover in path.parent.glob(path.name + "*"):
+                    leftover.unlink()
+                path.mkdir()  # a directory where the file was: SQLite cannot open it
+            response = await client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["detail"] == "The database cannot be reached."
+            # Liveness is about the process, not its dependencies.
+            assert (await client.get("/healthz")).status_code == 200

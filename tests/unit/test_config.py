@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from stockflow.config import DEFAULT_SQLITE_URL, Environment, Settings
+
+
+def test_defaults_to_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STOCKFLOW_DATABASE_URL", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == DEFAULT_SQLITE_URL
+    assert settings.is_sqlite
+    assert settings.sqlite_path is not None
+    assert settings.sqlite_path.parts[:2] == ("var", "stockflow.db")
+    assert settings.environment is Environment.DEVELOPMENT
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u@h:5432/db", "postgresql+asyncpg://u@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+    ],
+)
+def test_plain_database_urls_are_accepted(given: str, expected: str) -> None:
+    assert Settings(database_url=given).database_url == expected
+
+
+def test_unknown_database_scheme_is_refused() -> None:
+    with pytest.raises(ValidationError, match="postgresql:// or sqlite://"):
+        Settings(database_url="mysql://u@h/db")
+
+
+def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKFLOW_PORT", "9123")
+    monkeypatch.setenv("STOCKFLOW_LOG_LEVEL", "debug")
+    settings = Settings()
+    assert settings.port == 9123
+    assert settings.log_level == "debug"
+
+
+def test_production_refuses_sqlite() -> None:
+    with pytest.raises(ValidationError, match="production requires PostgreSQL"):
+        Settings(environment="production", secret_key="s3cret-for-real")  # type: ignore[arg-type]
+
+
+def test_production_refuses_the_default_secret() -> None:
+    with pytest.raises(ValidationError, match="STOCKFLOW_SECRET_KEY"):
+        Settings(environment="production", database_url="postgresql://u@h/db")  # type: ignore[arg-type]
+
+
+def test_production_with_postgres_and_a_secret_starts() -> None:
+    settings = Settings(
+        environment="production",  # type: ignore[arg-type]
+        database_url="postgresql://u@h/db",
+        secret_key="a-real-secret",  # type: ignore[arg-type]
+    )
+    assert not settings.is_sqlite

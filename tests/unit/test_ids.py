@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from stockflow.db.pagination import decode_cursor, encode_cursor
+from stockflow.errors import InvalidCursor
+from stockflow.ids import new_id
+
+
+def test_ids_carry_their_prefix_and_a_ulid_body() -> None:
+    assert re.fullmatch(r"ord_[0-9A-HJKMNP-TV-Z]{26}", new_id("ord"))
+
+
+def test_ids_sort_by_creation_time() -> None:
+    earlier = [new_id("x", now_ms=1_700_000_000_000 + i) for i in range(50)]
+    assert earlier == sorted(earlier)
+    assert new_id("x", now_ms=1_000) < new_id("x", now_ms=2_000)
+
+
+def test_ids_are_unique_within_one_millisecond() -> None:
+    ids = {new_id("x", now_ms=5) for _ in range(1000)}
+    assert len(ids) == 1000
+
+
+def test_cursor_round_trip_is_opaque() -> None:
+    identifier = new_id("prod")
+    cursor = encode_cursor(identifier)
+    assert identifier not in cursor
+    assert decode_cursor(cursor) == identifier
+
+
+@pytest.mark.parametrize("cursor", ["", "!!!", "bm90LWFuLWlk", "a" * 7])
+def test_foreign_cursors_are_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        decode_cursor(cursor)
