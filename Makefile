@@ -2,6 +2,8 @@
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 UV_RUN := $(UV) run --frozen
+# Trust the platform's certificate store (where a site's own CA is installed) for downloads.
+export UV_SYSTEM_CERTS ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint fmt check-migrations bench clean
