@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from stockflow.cli.main import app as cli
 from stockflow.db import migrate
@@ -14,10 +13,10 @@ from tests.support import empty_database
 
 
 async def _invoke(url: str, *args: str) -> Result:
-    runner = CliRunner()
-    return await asyncio.to_thread(
-        runner.invoke, cli, list(args), env={"STOCKFLOW_DATABASE_URL": url}
-    )
+    def invoke() -> Result:
+        return CliRunner().invoke(cli, list(args), env={"STOCKFLOW_DATABASE_URL": url})
+
+    return await asyncio.to_thread(invoke)
 
 
 async def test_db_commands(backend: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from stockflow.config import DEFAULT_SQLITE_URL, Environment, Settings
 
 def test_defaults_to_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STOCKFLOW_DATABASE_URL", raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url == DEFAULT_SQLITE_URL
     assert settings.is_sqlite
     assert settings.sqlite_path is not None
@@ -44,18 +44,18 @@ def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_refuses_sqlite() -> None:
     with pytest.raises(ValidationError, match="production requires PostgreSQL"):
-        Settings(environment="production", secret_key="s3cret-for-real")  # type: ignore[arg-type]
+        Settings(environment="production", secret_key="s3cret-for-real")
 
 
 def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(ValidationError, match="STOCKFLOW_SECRET_KEY"):
-        Settings(environment="production", database_url="postgresql://u@h/db")  # type: ignore[arg-type]
+        Settings(environment="production", database_url="postgresql://u@h/db")
 
 
 def test_production_with_postgres_and_a_secret_starts() -> None:
     settings = Settings(
-        environment="production",  # type: ignore[arg-type]
+        environment="production",
         database_url="postgresql://u@h/db",
-        secret_key="a-real-secret",  # type: ignore[arg-type]
+        secret_key="a-real-secret",
     )
     assert not settings.is_sqlite
