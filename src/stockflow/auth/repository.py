@@ -32,6 +32,22 @@ async def list_page(
     return await paginate(session, stmt, ApiKey.id, limit=limit, cursor=cursor)
 
 
+async def revoke(session: AsyncSession, key_id: str, *, now: datetime) -> bool:
+    """Set ``revoked_at`` unless the key is already revoked; False when it was.
+
+    One guarded statement: of two concurrent revocations exactly one changes the row (the
+    other waits for it, then finds it revoked), so the first revocation time stands.
+    """
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def record_use(
     session: AsyncSession, key_id: str, *, now: datetime, interval: timedelta
 ) -> bool:

@@ -92,10 +92,14 @@ async def revoke_key(session: AsyncSession, *, actor: Principal, key_id: str) ->
     if key is None:
         raise NotFound(f"API key {key_id} does not exist.")
     before = ApiKeyRead.model_validate(key)
-    if key.revoked_at is None:
-        key.revoked_at = datetime.now(UTC)
-        await session.flush()
-        after = ApiKeyRead.model_validate(key)
+    if key.revoked_at is not None:
+        return before
+    revoked = await repository.revoke(session, key_id, now=datetime.now(UTC))
+    # Reload either way: a concurrent request may have revoked it first, and then its
+    # revocation (and its audit record) stands.
+    await session.refresh(key)
+    after = ApiKeyRead.model_validate(key)
+    if revoked:
         await audit.record(
             session,
             actor=actor,
@@ -105,5 +109,4 @@ async def revoke_key(session: AsyncSession, *, actor: Principal, key_id: str) ->
             before=before.model_dump(mode="json"),
             after=after.model_dump(mode="json"),
         )
-        return after
-    return before
+    return after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -73,10 +74,19 @@ def list_keys(
             key.role,
             key.name,
             key.customer_id or "",
-            key.last_used_at.isoformat() if key.last_used_at else "",
-            key.revoked_at.isoformat() if key.revoked_at else "",
+            _when(key.last_used_at),
+            _when(key.revoked_at),
         )
-    console.print(table)
+    # Never shrink the table to the terminal: Rich would cut the ids to "key_01M8M…" at 80
+    # columns, and the id is what `keys revoke` needs. A narrow terminal wraps the lines.
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        table.width = natural
+    console.print(table, crop=False)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment is not None else ""
 
 
 @app.command()
@@ -92,4 +102,4 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")
     except StockflowError as exc:
         err_console.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"revoked {key.id} at {key.revoked_at}")
+    console.print(f"revoked {key.id} at {_when(key.revoked_at)}")

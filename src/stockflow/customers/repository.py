@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.models import Customer
@@ -15,9 +16,21 @@ async def get_by_external_ref(session: AsyncSession, external_ref: str) -> Custo
     return await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
 
 
-async def add(session: AsyncSession, customer: Customer) -> Customer:
-    session.add(customer)
-    await session.flush()
+async def add(session: AsyncSession, customer: Customer) -> Customer | None:
+    """Insert the customer; None when its ``external_ref`` is taken.
+
+    The caller's earlier look-up cannot see a customer that a concurrent transaction has
+    inserted but not yet committed; only the unique constraint catches that one. The savepoint
+    keeps the request's transaction usable after the refused insert.
+    """
+    try:
+        async with session.begin_nested():
+            session.add(customer)
+            await session.flush()
+    except IntegrityError as exc:
+        if customer.external_ref is not None and "external_ref" in str(exc.orig):
+            return None
+        raise
     return customer
 
 

@@ -16,13 +16,17 @@ from stockflow.errors import AlreadyExists, NotFound
 from stockflow.ids import new_id
 
 
+def _taken(external_ref: str | None) -> AlreadyExists:
+    return AlreadyExists(f"A customer with external_ref {external_ref!r} already exists.")
+
+
 async def create_customer(
     session: AsyncSession, *, actor: Principal, data: CustomerCreate
 ) -> CustomerRead:
     if data.external_ref is not None and (
         await repository.get_by_external_ref(session, data.external_ref) is not None
     ):
-        raise AlreadyExists(f"A customer with external_ref {data.external_ref!r} already exists.")
+        raise _taken(data.external_ref)
     now = datetime.now(UTC)
     customer = await repository.add(
         session,
@@ -37,6 +41,9 @@ async def create_customer(
             updated_at=now,
         ),
     )
+    if customer is None:
+        # Inserted meanwhile by a transaction that had not committed when we looked.
+        raise _taken(data.external_ref)
     read = CustomerRead.model_validate(customer)
     await audit.record(
         session,

@@ -1,0 +1,183 @@
+"""Who may call what: DESIGN.md section 4's role table, written out by hand.
+
+Each row is one endpoint (or one kind of target) with the status every caller must get.
+``none`` is a request without a key. The expectations come from the design, not from the
+code: service reads products and stock and creates and reads customers, and nothing on API
+keys; a customer reads active products, only `available` stock, and only its own customer
+(someone else's customer is 404, never 403); staff may do everything except API keys.
+
+Every allowed call sends a valid request, so it must get its success code: a product with
+stock, a spare key and two customers exist before each case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Keys
+
+PROBLEM = "application/problem+json"
+ROLES = ("admin", "staff", "service", "customer", "none")
+
+SKU = "MATRIX-MUG"
+INACTIVE_SKU = "MATRIX-OLD"
+
+NEW_KEY = {"name": "matrix key", "role": "service"}
+NEW_PRODUCT = {"sku": "MATRIX-NEW", "name": "New mug", "unit_price": 990, "currency": "EUR"}
+PRODUCT_CHANGE = {"name": "Renamed mug", "unit_price": 1190}
+ADJUSTMENT = {"delta": 5, "reason": "role matrix"}
+NEW_CUSTOMER = {"name": "Matrix Customer", "email": "matrix@example.com"}
+
+#  method    path                                    body            admin staff serv. cust. none
+MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
+    # API keys: admin only.
+    ("POST", "/v1/api-keys", NEW_KEY, (201, 403, 403, 403, 401)),
+    ("GET", "/v1/api-keys", None, (200, 403, 403, 403, 401)),
+    ("GET", "/v1/api-keys/{key_id}", None, (200, 403, 403, 403, 401)),
+    ("DELETE", "/v1/api-keys/{key_id}", None, (200, 403, 403, 403, 401)),
+    # Products: admin and staff all; service reads; customer reads active products.
+    ("POST", "/v1/products", NEW_PRODUCT, (201, 201, 403, 403, 401)),
+    ("GET", "/v1/products", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/products/{sku}", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/products/{inactive_sku}", None, (200, 200, 200, 404, 401)),
+    ("PATCH", "/v1/products/{sku}", PRODUCT_CHANGE, (200, 200, 403, 403, 401)),
+    # Stock levels and adjustments: admin and staff all; service reads; customer `available`.
+    ("GET", "/v1/inventory/{sku}", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/inventory/{inactive_sku}", None, (200, 200, 200, 404, 401)),
+    ("POST", "/v1/inventory/{sku}/adjustments", ADJUSTMENT, (201, 201, 403, 403, 401)),
+    ("GET", "/v1/inventory/{sku}/movements", None, (200, 200, 200, 403, 401)),
+    # Customers: admin and staff all; service creates and reads; customer its own.
+    ("POST", "/v1/customers", NEW_CUSTOMER, (201, 201, 201, 403, 401)),
+    ("GET", "/v1/customers", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/customers/{own_customer}", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/customers/{other_customer}", None, (200, 200, 200, 404, 401)),
+    # Health: open to everyone, with or without a key.
+    ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
+    ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
+]
+
+CASES = [
+    pytest.param(method, path, body, role, expected[index], id=f"{role}-{method}-{path}")
+    for method, path, body, expected in MATRIX
+    for index, role in enumerate(ROLES)
+]
+
+
+@dataclass(frozen=True)
+class World:
+    """What the paths' placeholders stand for."""
+
+    values: dict[str, str]
+
+    def url(self, path: str) -> str:
+        return path.format(**self.values)
+
+
+@pytest.fixture
+async def world(client: httpx.AsyncClient, keys: Keys) -> World:
+    for sku, active in ((SKU, True), (INACTIVE_SKU, False)):
+        created = await client.post(
+            "/v1/products",
+            headers=keys.admin,
+            json={"sku": sku, "name": sku, "unit_price": 1290, "currency": "EUR", "active": active},
+        )
+        assert created.status_code == 201, created.text
+        stocked = await client.post(
+            f"/v1/inventory/{sku}/adjustments",
+            headers=keys.admin,
+            json={"delta": 40, "reason": "opening stock"},
+        )
+        assert stocked.status_code == 201, stocked.text
+    spare = await client.post(
+        "/v1/api-keys", headers=keys.admin, json={"name": "spare", "role": "staff"}
+    )
+    assert spare.status_code == 201, spare.text
+    return World(
+        {
+            "sku": SKU,
+            "inactive_sku": INACTIVE_SKU,
+            "key_id": spare.json()["id"],
+            "own_customer": keys.customer_id,
+            "other_customer": keys.other_customer_id,
+        }
+    )
+
+
+def test_the_matrix_covers_every_route_of_the_app() -> None:
+    """A new endpoint without a row here fails this test: add its row from DESIGN.md."""
+    from stockflow.app import create_app
+    from stockflow.config import Settings
+
+    app = create_app(Settings(database_url="sqlite:///:memory:"))
+    # /problems/{slug} documents error types: public, and not part of the role table.
+    served = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path != "/problems/{slug}"
+        for method in operations
+    }
+    placeholders = {
+        "{key_id}": "{key_id}",
+        "{sku}": "{sku}",
+        "{inactive_sku}": "{sku}",
+        "{own_customer}": "{customer_id}",
+        "{other_customer}": "{customer_id}",
+    }
+
+    def route_of(path: str) -> str:
+        for placeholder, parameter in placeholders.items():
+            path = path.replace(placeholder, parameter)
+        return path
+
+    in_matrix = {(method, route_of(path)) for method, path, _, _ in MATRIX}
+    assert served == in_matrix
+
+
+@pytest.mark.parametrize(("method", "path", "body", "role", "expected"), CASES)
+async def test_role_matrix(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    world: World,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    role: str,
+    expected: int,
+) -> None:
+    headers = {} if role == "none" else keys.for_role(role)
+    response = await client.request(method, world.url(path), headers=headers, json=body)
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert response.headers["content-type"].startswith(PROBLEM)
+        slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}[expected]
+        assert response.json()["type"] == f"/problems/{slug}"
+    if expected == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_customer_sees_only_available_stock(
+    client: httpx.AsyncClient, keys: Keys, world: World
+) -> None:
+    response = await client.get(f"/v1/inventory/{SKU}", headers=keys.customer)
+    assert response.status_code == 200
+    assert response.json() == {"sku": SKU, "available": 40}
+    full = (await client.get(f"/v1/inventory/{SKU}", headers=keys.service)).json()
+    assert full["on_hand"] == 40
+    assert full["available"] == 40
+    assert {"reserved", "backordered", "on_order", "locations"} <= set(full)
+
+
+async def test_customer_lists_only_active_products(
+    client: httpx.AsyncClient, keys: Keys, world: World
+) -> None:
+    listed = (await client.get("/v1/products", headers=keys.customer)).json()["data"]
+    assert [p["sku"] for p in listed] == [SKU]
+    asked = await client.get("/v1/products", headers=keys.customer, params={"active": "false"})
+    assert asked.status_code == 200
+    assert all(p["active"] for p in asked.json()["data"])
+    everything = (await client.get("/v1/products", headers=keys.service)).json()["data"]
+    assert sorted(p["sku"] for p in everything) == sorted([SKU, INACTIVE_SKU])
