@@ -6,7 +6,7 @@ UV_RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt check-migrations bench clean
+.PHONY: help run test lint fmt check-migrations clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'

@@ -111,3 +111,11 @@ async def test_request_id_is_echoed_or_minted(client: httpx.AsyncClient) -> None
     assert echoed.headers["X-Request-ID"] == "abc-123"
     minted = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert minted.headers["X-Request-ID"].startswith("req_")
+
+
+async def test_405_allow_names_every_method_of_the_url(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    response = await client.delete("/v1/products/ANY-SKU", headers=keys.admin)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, HEAD, PATCH"

@@ -78,6 +78,20 @@ def test_serve_demo_migrates_seeds_and_prints_a_working_key(tmp_path: Path) -> N
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Stockflow"
 
 
+def test_a_second_demo_start_replaces_the_demo_key(tmp_path: Path) -> None:
+    keys = []
+    for _ in range(2):
+        with served(tmp_path, "--demo") as (base, log):
+            match = KEY.search(log.read_text())
+            assert match is not None
+            keys.append(match.group(0))
+    with served(tmp_path) as (base, _log):
+        old, new = ({"Authorization": f"Bearer {key}"} for key in keys)
+        assert httpx.get(f"{base}/v1/products", headers=old).status_code == 401
+        products = httpx.get(f"{base}/v1/products?limit=100", headers=new).json()["data"]
+        assert len(products) == 5  # seeding twice adds nothing
+
+
 def test_serve_no_migrate_is_not_ready(tmp_path: Path) -> None:
     with served(tmp_path, "--no-migrate") as (base, _log):
         assert httpx.get(f"{base}/readyz").status_code == 503

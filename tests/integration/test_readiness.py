@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from stockflow.app import create_app
+from stockflow.auth.keys import generate_key
 from stockflow.config import Settings
 from stockflow.db import migrate
 from stockflow.db.engine import Database
@@ -34,7 +35,10 @@ async def test_not_migrated_is_503_then_200_at_head(backend: str, tmp_path: Path
         response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
-        assert "this build needs" in response.json()["detail"]
+        assert response.json()["detail"] == (
+            "The database schema is at no revision (not migrated), this build needs "
+            f"{migrate.head_revision()}."
+        )
 
         await asyncio.to_thread(migrate.upgrade, url)
         response = await client.get("/readyz")
@@ -59,5 +63,13 @@ async def test_database_gone_is_503(backend: str, tmp_path: Path) -> None:
             response = await client.get("/readyz")
             assert response.status_code == 503
             assert response.json()["detail"] == "The database cannot be reached."
+            # An API call that needs the database says the same, with a retry hint.
+            api = await client.get(
+                "/v1/products", headers={"Authorization": f"Bearer {generate_key()}"}
+            )
+            assert api.status_code == 503, api.text
+            assert api.headers["content-type"] == "application/problem+json"
+            assert api.json()["type"] == "/problems/service-unavailable"
+            assert api.headers["Retry-After"] == "5"
             # Liveness is about the process, not its dependencies.
             assert (await client.get("/healthz")).status_code == 200

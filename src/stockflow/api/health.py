@@ -61,7 +61,8 @@ async def readyz(request: Request) -> Readiness:
         raise ServiceUnavailable("The database cannot be reached.") from exc
     if applied != expected:
         raise ServiceUnavailable(
-            f"The database schema is at {applied}, this build needs {expected}."
+            f"The database schema is at {applied or 'no revision (not migrated)'}, "
+            f"this build needs {expected}."
         )
     return Readiness(status="ok", database=database.dialect, migration=applied)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -9,12 +10,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stockflow.errors import AuthenticationRequired, StockflowError, problem_type_uri
-from stockflow.observability.logging import request_id_var
+from stockflow.observability.logging import get_logger, request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = get_logger(__name__)
 
 
 def problem_response(
@@ -40,13 +43,21 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
+def _location(error: dict[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        # Pydantic puts the character offset where a field name would be; it is not a field.
+        loc = loc[:1]
     return ".".join(str(part) for part in loc)
 
 
 def _message(error: dict[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return "unknown field"
+    if error.get("type") == "json_invalid":
+        position = error.get("loc", (None, None))[-1]
+        reason = (error.get("ctx") or {}).get("error", "malformed")
+        return f"the body is not valid JSON ({reason} at character {position})"
     return str(error.get("msg", "invalid value"))
 
 
@@ -67,10 +78,7 @@ async def _handle_stockflow_error(_request: Request, exc: Exception) -> JSONResp
 
 async def _handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"location": _location(tuple(err.get("loc", ()))), "message": _message(err)}
-        for err in exc.errors()
-    ]
+    errors = [{"location": _location(err), "message": _message(err)} for err in exc.errors()]
     return problem_response(
         status=422,
         type_=problem_type_uri("validation-error"),
@@ -80,14 +88,58 @@ async def _handle_validation_error(_request: Request, exc: Exception) -> JSONRes
     )
 
 
-async def _handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, ConnectionError | OperationalError | InterfaceError):
+        return True
+    # No statement means the failure came while connecting (a dropped database, a refused
+    # login); an invalidated connection means the server went away mid-request.
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or exc.statement is None)
+
+
+async def _handle_database_error(_request: Request, exc: Exception) -> JSONResponse:
+    # A lost or refused database connection is the deployment's trouble, not the request's:
+    # say so with 503 and a retry hint instead of a 500 that reads like a bug. Any other
+    # database error is a bug and goes on to the last-resort 500.
+    if not _database_unavailable(exc):
+        raise exc
+    log.warning("database_unavailable", error=type(exc).__name__)
+    return problem_response(
+        status=503,
+        type_=problem_type_uri("service-unavailable"),
+        title="Service unavailable",
+        detail="The database is unreachable or busy. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the path accepts, across all routes that serve it.
+
+    The router answers 405 from the first route whose path matched, so its own ``Allow``
+    names only that route's methods (GET, when PATCH on the same URL works too).
+    """
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(method.upper() for method in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
+
+
+async def _handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource at this URL."
     if exc.status_code == 405:
         detail = "This URL does not accept that method."
-    return problem_response(status=exc.status_code, detail=detail, headers=exc.headers)
+        allowed = _allowed_methods(request)
+        if allowed is not None:
+            headers["Allow"] = allowed
+    return problem_response(status=exc.status_code, detail=detail, headers=headers)
 
 
 def internal_error_response() -> JSONResponse:
@@ -104,3 +156,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StockflowError, _handle_stockflow_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_error)
+    app.add_exception_handler(DBAPIError, _handle_database_error)
+    app.add_exception_handler(ConnectionError, _handle_database_error)

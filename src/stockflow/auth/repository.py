@@ -60,3 +60,8 @@ async def record_use(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def active_ids_named(session: AsyncSession, name: str) -> list[str]:
+    stmt = select(ApiKey.id).where(ApiKey.name == name).where(ApiKey.revoked_at.is_(None))
+    return list((await session.scalars(stmt)).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stockflow.auth import repository as auth_repository
 from stockflow.auth import service as auth_service
 from stockflow.auth.roles import Principal, Role
 from stockflow.auth.schemas import ApiKeyCreate
@@ -25,6 +26,7 @@ DEMO_PRODUCTS = [
     ("TEA-EARLGREY-250", "Earl Grey loose leaf, 250 g", 1150, 0),
 ]
 DEMO_CUSTOMER_REF = "demo:customer"
+DEMO_KEY_NAME = "demo admin"
 
 
 async def _seed(database: Database) -> tuple[str, str | None]:
@@ -58,8 +60,12 @@ async def _seed(database: Database) -> tuple[str, str | None]:
             customer_id = customer.id
         else:
             customer_id = existing.id
+        # A new key is printed on every start (only hashes are stored); the previous demo
+        # keys are revoked so they do not pile up.
+        for key_id in await auth_repository.active_ids_named(session, DEMO_KEY_NAME):
+            await auth_service.revoke_key(session, actor=actor, key_id=key_id)
         key = await auth_service.create_key(
-            session, actor=actor, data=ApiKeyCreate(name="demo admin", role=Role.ADMIN)
+            session, actor=actor, data=ApiKeyCreate(name=DEMO_KEY_NAME, role=Role.ADMIN)
         )
     return key.key, customer_id
 

@@ -12,8 +12,8 @@ from stockflow.db import migrate
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [env STOCKFLOW_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env STOCKFLOW_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env: STOCKFLOW_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env: STOCKFLOW_PORT).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="Do not apply pending migrations on start.")
