@@ -1,20 +1,42 @@
 """Opaque, time-sortable identifiers with a type prefix (``prod_01J…``).
 
 The body is a ULID (48-bit millisecond time + 80 random bits, Crockford base32), so ids
-sort by creation time, which lets lists page with an id cursor.
+sort by creation time, which lets lists page with an id cursor and show newest first.
+Within one process ids are also strictly increasing inside the same millisecond (the
+random part of the previous id plus one), so rows written in one transaction keep their
+order.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_lock = threading.Lock()
+_last = (0, 0)
+
+
+def _next_value() -> int:
+    global _last
+    with _lock:
+        now = int(time.time() * 1000)
+        last_millis, last_random = _last
+        if now <= last_millis and last_random + 1 < 1 << _RANDOM_BITS:
+            now, random_part = last_millis, last_random + 1
+        else:
+            random_part = secrets.randbits(_RANDOM_BITS)
+        _last = (now, random_part)
+        return (now << _RANDOM_BITS) | random_part
 
 
 def new_id(prefix: str, *, now_ms: int | None = None) -> str:
-    millis = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (millis << 80) | secrets.randbits(80)
+    if now_ms is None:
+        value = _next_value()
+    else:
+        value = (now_ms << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

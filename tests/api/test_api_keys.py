@@ -290,8 +290,8 @@ async def test_unknown_customer_id_is_422(client: httpx.AsyncClient, keys: Keys)
         ({"role": "staff"}, "body.name"),
         ({"name": "", "role": "staff"}, "body.name"),
         ({"name": "x", "role": "staff", "scopes": ["all"]}, "body.scopes"),
-        ({"name": "x", "role": "staff", "key": generate_key()}, "body"),
-        ({"name": "x", "role": "staff", "revoked_at": None}, "body"),
+        ({"name": "x", "role": "staff", "key": generate_key()}, "body.key"),
+        ({"name": "x", "role": "staff", "revoked_at": None}, "body.revoked_at"),
     ],
     ids=["unknown-role", "no-name", "empty-name", "unknown-field", "key-given", "read-only"],
 )
@@ -300,7 +300,7 @@ async def test_invalid_create_bodies_are_422(
 ) -> None:
     response = await client.post("/v1/api-keys", headers=keys.admin, json=payload)
     body = assert_problem(response, 422, "validation-error")
-    assert any(error["location"].startswith(location) for error in body["errors"]), body
+    assert any(error["location"].startswith(location) for error in body["errors"]), body["errors"]
 
 
 # --- listing, reading, revoking ------------------------------------------------------------

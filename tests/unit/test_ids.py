@@ -35,3 +35,9 @@ def test_cursor_round_trip_is_opaque() -> None:
 def test_foreign_cursors_are_refused(cursor: str) -> None:
     with pytest.raises(InvalidCursor):
         decode_cursor(cursor)
+
+
+def test_ids_made_in_a_row_are_strictly_increasing() -> None:
+    ids = [new_id("mov") for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)

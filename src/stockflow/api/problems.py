@@ -78,7 +78,16 @@ async def _handle_stockflow_error(_request: Request, exc: Exception) -> JSONResp
 
 async def _handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"location": _location(err), "message": _message(err)} for err in exc.errors()]
+    errors: list[dict[str, str]] = []
+    for err in exc.errors():
+        if err.get("type") == "read_only":
+            # One entry per field, located at the field, like an unknown field.
+            errors.extend(
+                {"location": f"{_location(err)}.{name}", "message": "read-only field"}
+                for name in err["ctx"]["fields"]
+            )
+        else:
+            errors.append({"location": _location(err), "message": _message(err)})
     return problem_response(
         status=422,
         type_=problem_type_uri("validation-error"),

@@ -30,8 +30,8 @@ class WriteModel(BaseModel):
             if present:
                 raise PydanticCustomError(
                     "read_only",
-                    "read-only field(s) cannot be set: {fields}",
-                    {"fields": ", ".join(present)},
+                    "read-only field(s) cannot be set: {names}",
+                    {"names": ", ".join(present), "fields": present},
                 )
         return data
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.models import Product
@@ -11,9 +12,22 @@ async def get_by_sku(session: AsyncSession, sku: str) -> Product | None:
     return await session.scalar(select(Product).where(Product.sku == sku))
 
 
-async def add(session: AsyncSession, product: Product) -> Product:
-    session.add(product)
-    await session.flush()
+async def add(session: AsyncSession, product: Product) -> Product | None:
+    """Insert the product; None when its SKU is taken.
+
+    The caller's look-up cannot see a product that a concurrent transaction inserts and
+    commits after it, so the unique constraint has the last word. The INSERT runs in a
+    savepoint, which keeps the transaction usable (on PostgreSQL) to tell a taken SKU from
+    any other integrity error.
+    """
+    try:
+        async with session.begin_nested():
+            session.add(product)
+            await session.flush()
+    except IntegrityError:
+        if await get_by_sku(session, product.sku) is None:
+            raise
+        return None
     return product
 
 

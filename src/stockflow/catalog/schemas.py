@@ -3,13 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator
 from pydantic_extra_types.currency_code import ISO4217
 
 from stockflow.api.schemas import ReadModel, WriteModel
 
 SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
+# products.unit_price is a BIGINT column; the cap keeps any order total (price times a
+# capped quantity, summed over capped lines) well inside 64 bits.
 MAX_PRICE = 10**12
 
 ProductName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -54,16 +56,14 @@ class ProductUpdate(WriteModel):
     active: bool | None = Field(default=None, examples=[False])
     metadata: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> ProductUpdate:
-        nulled = sorted(
-            name
-            for name in self.model_fields_set
-            if name != "description" and getattr(self, name) is None
-        )
-        if nulled:
-            raise ValueError(f"cannot be null: {', '.join(nulled)}")
-        return self
+    @field_validator("name", "unit_price", "currency", "active", "metadata", mode="before")
+    @classmethod
+    def _no_null_for_required(cls, value: Any) -> Any:
+        # Omitted means "leave as is"; an explicit null would erase a required field. Checked
+        # per field so that the error's location names the field (body.name).
+        if value is None:
+            raise ValueError("cannot be null; omit the field to leave it unchanged")
+        return value
 
 
 class ProductRead(ReadModel):

@@ -42,7 +42,7 @@ async def create_product(
     if await repository.get_by_sku(session, data.sku) is not None:
         raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
     now = datetime.now(UTC)
-    product = await repository.add(
+    added = await repository.add(
         session,
         Product(
             id=new_id("prod"),
@@ -57,6 +57,10 @@ async def create_product(
             updated_at=now,
         ),
     )
+    if added is None:
+        # Created by a concurrent request between our look-up and our INSERT.
+        raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
+    product = added
     await inventory_repository.open_stock_rows(session, product_id=product.id, now=now)
     read = ProductRead.model_validate(product)
     await audit.record(
@@ -84,6 +88,9 @@ async def list_products(
     active: bool | None,
 ) -> Page[ProductRead]:
     if viewer.is_customer:
+        if active is False:
+            # Customers never see inactive products; asking for them finds none.
+            return Page([], None)
         active = True
     page = await repository.list_page(session, limit=limit, cursor=cursor, active=active)
     return Page([ProductRead.model_validate(p) for p in page.items], page.next_cursor)

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.models import Location, Product, StockLevel, StockMovement
 from stockflow.db.pagination import Page, paginate
+
+# The stock counters are INTEGER columns, 32 bits on PostgreSQL: past this, an update fails
+# with "integer out of range" there, while SQLite would silently store the larger value.
+MAX_STOCK = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,26 @@ async def open_stock_rows(session: AsyncSession, *, product_id: str, now: dateti
     )
 
 
+async def open_stock_row(
+    session: AsyncSession, *, product_id: str, location_id: str, now: datetime
+) -> None:
+    """Give a product an empty stock row at one location, unless it has one already."""
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(StockLevel).values(
+                    product_id=product_id,
+                    location_id=location_id,
+                    on_hand=0,
+                    reserved=0,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        # Opened by a concurrent transaction; the savepoint keeps ours usable.
+        pass
+
+
 async def levels(session: AsyncSession, product_id: str) -> list[LevelRow]:
     stmt = (
         select(Location.id, Location.code, StockLevel.on_hand, StockLevel.reserved)
@@ -77,20 +102,26 @@ async def add_on_hand(
     delta: int,
     now: datetime,
 ) -> tuple[int, int] | None:
-    """Change ``on_hand`` unless that would leave it below ``reserved``.
+    """Change ``on_hand`` unless that would leave it below ``reserved`` or above
+    ``MAX_STOCK``.
 
-    Returns ``(on_hand, reserved)`` after the change, or None when refused. The check and
-    the write are one statement, so no concurrent reservation can slip between them.
+    Returns ``(on_hand, reserved)`` after the change, or None when refused (or when the
+    row does not exist). The check and the write are one statement, so no concurrent
+    reservation can slip between them.
     """
     stmt = (
         update(StockLevel)
         .where(StockLevel.product_id == product_id)
         .where(StockLevel.location_id == location_id)
-        .where(StockLevel.on_hand + delta >= StockLevel.reserved)
+        # Same as on_hand + delta >= reserved, but with no sum that could overflow the
+        # column type on PostgreSQL (and fail the statement) before the row is refused.
+        .where(StockLevel.reserved - StockLevel.on_hand <= delta)
         .values(on_hand=StockLevel.on_hand + delta, updated_at=now)
         .returning(StockLevel.on_hand, StockLevel.reserved)
         .execution_options(synchronize_session=False)
     )
+    if delta > 0:
+        stmt = stmt.where(StockLevel.on_hand <= MAX_STOCK - delta)
     row = (await session.execute(stmt)).one_or_none()
     return None if row is None else (row[0], row[1])
 

@@ -14,7 +14,7 @@ from stockflow.db.pagination import Page
 from stockflow.errors import InvalidRequest, NotFound, StockBelowReserved
 from stockflow.ids import new_id
 from stockflow.inventory import repository
-from stockflow.inventory.repository import Drift
+from stockflow.inventory.repository import Drift, LevelRow
 from stockflow.inventory.schemas import (
     AdjustmentCreate,
     AdjustmentRead,
@@ -57,6 +57,17 @@ async def _inventory(session: AsyncSession, product: Product) -> InventoryRead:
     )
 
 
+async def _level_at(session: AsyncSession, product: Product, location_id: str) -> LevelRow | None:
+    return next(
+        (
+            row
+            for row in await repository.levels(session, product.id)
+            if row.location_id == location_id
+        ),
+        None,
+    )
+
+
 async def get_inventory(
     session: AsyncSession, *, viewer: Principal, sku: str
 ) -> InventoryRead | AvailabilityRead:
@@ -85,15 +96,43 @@ async def adjust_stock(
     after = await repository.add_on_hand(
         session, product_id=product.id, location_id=location.id, delta=data.delta, now=now
     )
-    if after is None:
-        current = next(
-            row
-            for row in await repository.levels(session, product.id)
-            if row.location_id == location.id
+    if after is None and await _level_at(session, product, location.id) is None:
+        # A location added after the product was created: its stock row starts empty.
+        await repository.open_stock_row(
+            session, product_id=product.id, location_id=location.id, now=now
         )
+        after = await repository.add_on_hand(
+            session, product_id=product.id, location_id=location.id, delta=data.delta, now=now
+        )
+    if after is None:
+        current = await _level_at(session, product, location.id)
+        if current is None:
+            raise RuntimeError(f"no stock row for {sku} at {location.code} after opening it")
+        if current.on_hand + data.delta > repository.MAX_STOCK:
+            raise InvalidRequest(
+                f"Adding {data.delta} would leave {current.on_hand + data.delta} on hand of "
+                f"{sku} at {location.code}, more than the {repository.MAX_STOCK} a stock row "
+                "can hold.",
+                errors=[
+                    {
+                        "location": "body.delta",
+                        "message": f"on hand would exceed {repository.MAX_STOCK}",
+                    }
+                ],
+            )
+        if current.reserved == 0:
+            detail = (
+                f"Removing {-data.delta} would leave {current.on_hand + data.delta} on hand of "
+                f"{sku} at {location.code}; stock cannot go below zero."
+            )
+        else:
+            detail = (
+                f"Removing {-data.delta} would leave {current.on_hand + data.delta} on hand of "
+                f"{sku} at {location.code}, below the {current.reserved} reserved for open "
+                "orders."
+            )
         raise StockBelowReserved(
-            f"Removing {-data.delta} would leave {current.on_hand + data.delta} on hand of "
-            f"{sku} at {location.code}, below the {current.reserved} reserved for open orders.",
+            detail,
             sku=sku,
             location=location.code,
             delta=data.delta,
