@@ -15,9 +15,9 @@ from stockflow.audit import repository as audit_repository
 from stockflow.auth.keys import generate_key, hash_key, is_well_formed
 from stockflow.cli.main import app as cli_app
 from stockflow.db.engine import Database
+from tests.assertions import assert_problem
 from tests.conftest import Keys
 
-PROBLEM = "application/problem+json"
 READ_FIELDS = {
     "id",
     "name",
@@ -33,16 +33,6 @@ READ_FIELDS = {
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    assert body["status"] == status
-    assert body["title"]
-    return body
 
 
 def assert_unauthenticated(response: httpx.Response) -> dict[str, Any]:

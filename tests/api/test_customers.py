@@ -13,9 +13,9 @@ from stockflow.customers import service as customers_service
 from stockflow.customers.schemas import CustomerCreate
 from stockflow.db.engine import Database
 from stockflow.errors import AlreadyExists
+from tests.assertions import assert_problem
 from tests.conftest import Keys
 
-PROBLEM = "application/problem+json"
 MISSING = "cus_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"
 CUSTOMER_FIELDS = {
     "id",
@@ -27,15 +27,6 @@ CUSTOMER_FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    assert body["status"] == status
-    return body
 
 
 async def all_customer_ids(client: httpx.AsyncClient, keys: Keys) -> list[str]:

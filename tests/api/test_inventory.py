@@ -16,9 +16,9 @@ from stockflow.db.engine import Database
 from stockflow.db.models import AuditRecord, Location, StockMovement
 from stockflow.ids import new_id
 from stockflow.inventory.schemas import MAX_ADJUSTMENT
+from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import Keys
 
-PROBLEM = "application/problem+json"
 SKU = "MUG-BLUE-330"
 INT32_MAX = 2**31 - 1
 
@@ -86,22 +86,6 @@ async def set_reserved(database: Database, sku: str, reserved: int) -> None:
             {"reserved": reserved, "sku": sku},
         )
         assert result.rowcount == 1  # type: ignore[attr-defined]
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    assert body["status"] == status
-    return body
-
-
-def assert_invalid(response: httpx.Response, location: str, message_part: str = "") -> None:
-    body = assert_problem(response, 422, "validation-error")
-    assert any(
-        e["location"] == location and message_part in e["message"] for e in body["errors"]
-    ), body["errors"]
 
 
 # --- levels -------------------------------------------------------------------------------

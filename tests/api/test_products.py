@@ -16,9 +16,9 @@ from stockflow.catalog.schemas import ProductCreate
 from stockflow.db.engine import Database
 from stockflow.db.models import AuditRecord
 from stockflow.errors import AlreadyExists
+from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import Keys
 
-PROBLEM = "application/problem+json"
 MAX_PRICE = 10**12
 
 
@@ -55,27 +55,6 @@ async def create_in_order(client: httpx.AsyncClient, keys: Keys, skus: list[str]
 async def audit_records(database: Database, sku: str) -> list[AuditRecord]:
     async with database.transaction(write=False) as session:
         return await audit_repository.for_resource(session, "product", sku)
-
-
-def assert_problem(
-    response: httpx.Response, status: int, slug: str, **extensions: Any
-) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    assert body["status"] == status
-    assert body["title"]
-    for name, value in extensions.items():
-        assert body[name] == value, name
-    return body
-
-
-def assert_invalid(response: httpx.Response, location: str, message_part: str) -> None:
-    body = assert_problem(response, 422, "validation-error")
-    matching = [e for e in body["errors"] if e["location"] == location]
-    assert matching, f"no error at {location}: {body['errors']}"
-    assert any(message_part in e["message"] for e in matching), body["errors"]
 
 
 def parse_time(value: str) -> datetime:
