@@ -102,8 +102,8 @@ class StockBelowReserved(StockflowError):
     title = "Stock would fall below what is reserved"
     status = 409
     description = (
-        "The adjustment would leave less on hand than is promised to open orders. "
-        "`on_hand`, `reserved` and `delta` say by how much."
+        "The adjustment would leave less on hand than is promised to open orders (or less "
+        "than zero). `on_hand`, `reserved` and `delta` say by how much."
     )
 
 
@@ -111,4 +111,7 @@ class ServiceUnavailable(StockflowError):
     slug = "service-unavailable"
     title = "Service unavailable"
     status = 503
-    description = "A dependency (the database) is unreachable or not migrated; retry later."
+    description = (
+        "The database is unreachable, busy or not migrated. Retry after the number of "
+        "seconds in `Retry-After`."
+    )

@@ -97,12 +97,20 @@ async def _handle_validation_error(_request: Request, exc: Exception) -> JSONRes
     )
 
 
+# SQLSTATE classes that mean "no usable connection": connection exception, invalid
+# authorization, unknown database, insufficient resources, operator intervention (shutdown).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "28", "3D", "53", "57"})
+
+
 def _database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, ConnectionError | OperationalError | InterfaceError):
         return True
-    # No statement means the failure came while connecting (a dropped database, a refused
-    # login); an invalidated connection means the server went away mid-request.
-    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or exc.statement is None)
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return exc.connection_invalidated or (
+        isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    )
 
 
 async def _handle_database_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +124,7 @@ async def _handle_database_error(_request: Request, exc: Exception) -> JSONRespo
         status=503,
         type_=problem_type_uri("service-unavailable"),
         title="Service unavailable",
-        detail="The database is unreachable or busy. Retry shortly.",
+        detail="The database is unreachable, busy or not migrated. Retry shortly.",
         headers={"Retry-After": "5"},
     )
 
@@ -132,8 +140,6 @@ def _allowed_methods(request: Request) -> str | None:
         pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, request.url.path):
             methods.update(method.upper() for method in operations)
-    if "GET" in methods:
-        methods.add("HEAD")
     return ", ".join(sorted(methods)) or None
 
 
