@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("actor_role", sa.String(20), nullable=False),
         sa.Column("action", sa.String(80), nullable=False),
         sa.Column("resource_type", sa.String(40), nullable=False),
-        sa.Column("resource_id", sa.String(80), nullable=False),
+        sa.Column("resource_id", sa.String(200), nullable=False),
         sa.Column("before", JSON, nullable=True),
         sa.Column("after", JSON, nullable=True),
         sa.Column("request_id", sa.String(64), nullable=True),

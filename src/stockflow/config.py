@@ -9,9 +9,20 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/stockflow.db"
 DEFAULT_SECRET = "change-me"  # noqa: S105  (the placeholder production refuses)
+
+
+def _for_asyncpg(url: str) -> str:
+    """libpq's ``sslmode`` (what hosting providers put in their URLs) is asyncpg's ``ssl``."""
+    parsed = make_url(url)
+    query = dict(parsed.query)
+    if "sslmode" in query:
+        query.setdefault("ssl", query.pop("sslmode"))
+        parsed = parsed.set(query=query)
+    return parsed.render_as_string(hide_password=False)
 
 
 class Environment(StrEnum):
@@ -44,10 +55,12 @@ class Settings(BaseSettings):
         # Operators paste the URL their provider gives them; map it to the async driver.
         for plain in ("postgres://", "postgresql://", "postgresql+psycopg://"):
             if value.startswith(plain):
-                return "postgresql+asyncpg://" + value[len(plain) :]
+                return _for_asyncpg("postgresql+asyncpg://" + value[len(plain) :])
         if value.startswith("sqlite:///") or value.startswith("sqlite://"):
             return "sqlite+aiosqlite" + value[len("sqlite") :]
-        if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        if value.startswith("postgresql+asyncpg://"):
+            return _for_asyncpg(value)
+        if value.startswith("sqlite+aiosqlite://"):
             return value
         raise ValueError("database_url must be a postgresql:// or sqlite:// URL")
 

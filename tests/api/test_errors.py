@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from stockflow.api.deps import SessionDep
@@ -105,3 +106,42 @@ async def test_405_allow_names_every_method_of_the_url(
     response = await client.delete("/v1/products/ANY-SKU", headers=keys.admin)
     assert_problem(response, 405)
     assert response.headers["allow"] == "GET, PATCH"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "location"),
+    [
+        (
+            "/v1/products",
+            {"sku": "NUL-1", "name": "a\x00b", "unit_price": 1, "currency": "EUR"},
+            "body.name",
+        ),
+        (
+            "/v1/products",
+            {
+                "sku": "NUL-1",
+                "name": "n",
+                "unit_price": 1,
+                "currency": "EUR",
+                "metadata": {"k": ["x", "\x00"]},
+            },
+            "body.metadata.k.1",
+        ),
+        ("/v1/customers", {"name": "n", "phone": "\x00"}, "body.phone"),
+    ],
+)
+async def test_nul_characters_in_bodies_are_refused_on_every_database(
+    client: httpx.AsyncClient, keys: Keys, path: str, body: dict[str, object], location: str
+) -> None:
+    response = await client.post(path, json=body, headers=keys.admin)
+    problem = assert_problem(response, 422, "validation-error")
+    assert problem["errors"] == [
+        {"location": location, "message": "must not contain NUL characters"}
+    ]
+
+
+@pytest.mark.parametrize("url", ["/v1/products/A%00B", "/v1/products?cursor=%00"])
+async def test_nul_characters_in_urls_are_a_400(
+    client: httpx.AsyncClient, keys: Keys, url: str
+) -> None:
+    assert_problem(await client.get(url, headers=keys.admin), 400)

@@ -608,3 +608,22 @@ async def test_customer_and_service_read_active_products(
         assert response.json() == created
         listed = await client.get("/v1/products", headers=keys.for_role(role))
         assert listed.json() == {"data": [created], "next_cursor": None}
+
+
+async def test_concurrent_updates_without_if_match_all_apply(
+    client: httpx.AsyncClient, database: Database, keys: Keys
+) -> None:
+    """Without a precondition, concurrent PATCHes queue on the row; none is refused and
+    each one bumps the version once."""
+    await create(client, keys, "HOT-1")
+    responses = await asyncio.gather(
+        *(
+            client.patch("/v1/products/HOT-1", json={"name": f"Name {i}"}, headers=keys.staff)
+            for i in range(8)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    assert sorted(r.json()["version"] for r in responses) == list(range(2, 10))
+    final = (await client.get("/v1/products/HOT-1", headers=keys.staff)).json()
+    assert final["version"] == 9
+    assert len(await audit_records(database, "HOT-1")) == 9

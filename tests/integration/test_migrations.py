@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlalchemy import inspect, select
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stockflow.config import Settings
@@ -52,3 +52,34 @@ async def test_round_trip_and_models_agree(backend: str, tmp_path: Path) -> None
                     assert await migrate.current_revision(connection) is None
         finally:
             await database.dispose()
+
+
+EXPECTED_CHECKS: dict[str, set[str | None]] = {
+    "stock_levels": {
+        "ck_stock_levels_on_hand_non_negative",
+        "ck_stock_levels_reserved_non_negative",
+        "ck_stock_levels_reserved_within_on_hand",
+    },
+    "products": {
+        "ck_products_unit_price_non_negative",
+        "ck_products_currency_iso4217",
+        "ck_products_backordered_non_negative",
+        "ck_products_on_order_non_negative",
+    },
+    "stock_movements": {"ck_stock_movements_changes_something"},
+    "api_keys": {"ck_api_keys_role_known", "ck_api_keys_customer_role_bound"},
+}
+
+
+async def test_the_migrated_schema_has_every_check_constraint(database: Database) -> None:
+    """Alembic's comparison ignores CHECK constraints, so they are listed here by name."""
+
+    def checks(connection: Connection) -> dict[str, set[str | None]]:
+        inspector = inspect(connection)
+        return {
+            table: {check["name"] for check in inspector.get_check_constraints(table)}
+            for table in EXPECTED_CHECKS
+        }
+
+    async with database.engine.connect() as connection:
+        assert await connection.run_sync(checks) == EXPECTED_CHECKS

@@ -199,7 +199,7 @@ async def test_on_hand_changed_behind_the_ledger_is_named(stocked: Database) -> 
     await tamper(stocked, "REC-A", "on_hand = 13")
 
     assert await reconcile(stocked) == [
-        Drift(sku="REC-A", location_code="default", field="on_hand", recorded=13, from_ledger=7)
+        Drift(sku="REC-A", location_code="default", field="on_hand", recorded=13, expected=7)
     ]
 
 
@@ -262,3 +262,19 @@ async def test_command_names_drift_and_exits_1(stocked: Database, database_url: 
     assert cells == ["REC-B", "default", "on_hand", "9", "5", "+4"]
     assert "REC-A" not in result.output
     assert "1 counter(s) drifted" in result.output
+
+
+async def test_product_counters_without_open_lines_are_drift(stocked: Database) -> None:
+    await tamper_product(stocked, "REC-B", "backordered = 5, on_order = 3")
+
+    assert await reconcile(stocked) == [
+        Drift("REC-B", None, "backordered", 5, 0),
+        Drift("REC-B", None, "on_order", 3, 0),
+    ]
+
+
+async def tamper_product(database: Database, sku: str, assignment: str) -> None:
+    async with database.transaction() as session:
+        await session.execute(
+            text(f"UPDATE products SET {assignment} WHERE sku = :sku"), {"sku": sku}
+        )

@@ -23,6 +23,11 @@ def test_defaults_to_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) ->
         ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+        (
+            "postgresql://u:p%40ss@h/db?sslmode=require",
+            "postgresql+asyncpg://u:p%40ss@h/db?ssl=require",
+        ),
+        ("postgresql+asyncpg://u@h/db?sslmode=disable", "postgresql+asyncpg://u@h/db?ssl=disable"),
     ],
 )
 def test_plain_database_urls_are_accepted(given: str, expected: str) -> None:

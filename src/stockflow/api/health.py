@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from stockflow.db.engine import Database
-from stockflow.db.migrate import current_revision
+from stockflow.db.migrate import probe
 from stockflow.errors import PROBLEM_TYPES, NotFound, ServiceUnavailable, problem_type_uri
 from stockflow.observability.logging import get_logger
 
@@ -53,9 +52,7 @@ async def readyz(request: Request) -> Readiness:
     database: Database = request.app.state.database
     expected: str = request.app.state.migration_head
     try:
-        async with database.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-            applied = await current_revision(connection)
+        applied = await probe(database.engine)
     except Exception as exc:
         log.warning("readiness_database_unreachable", error=type(exc).__name__)
         raise ServiceUnavailable("The database cannot be reached.") from exc

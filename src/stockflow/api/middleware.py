@@ -14,7 +14,7 @@ import secrets
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stockflow.api.problems import internal_error_response
+from stockflow.api.problems import internal_error_response, problem_response
 from stockflow.observability.logging import get_logger, request_id_var
 
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -41,6 +41,13 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # No resource has a NUL in its name, and PostgreSQL cannot even compare one.
+            await problem_response(status=400, detail="The URL must not contain NUL characters.")(
+                scope, receive, send_with_id
+            )
+            request_id_var.reset(token)
+            return
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:

@@ -43,6 +43,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+_PER_FIELD_MESSAGES = {
+    "read_only": "read-only field",
+    "nul_character": "must not contain NUL characters",
+}
+
+
 def _location(error: dict[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     if error.get("type") == "json_invalid":
@@ -80,10 +86,11 @@ async def _handle_validation_error(_request: Request, exc: Exception) -> JSONRes
     assert isinstance(exc, RequestValidationError)
     errors: list[dict[str, str]] = []
     for err in exc.errors():
-        if err.get("type") == "read_only":
+        if err.get("type") in _PER_FIELD_MESSAGES:
             # One entry per field, located at the field, like an unknown field.
+            message = _PER_FIELD_MESSAGES[err["type"]]
             errors.extend(
-                {"location": f"{_location(err)}.{name}", "message": "read-only field"}
+                {"location": f"{_location(err)}.{name}", "message": message}
                 for name in err["ctx"]["fields"]
             )
         else:

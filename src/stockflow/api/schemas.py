@@ -11,12 +11,30 @@ from pydantic_core import PydanticCustomError
 T = TypeVar("T")
 
 
+def _nul_paths(value: Any, path: str) -> list[str]:
+    """Where in a JSON value a string (or a key) holds a NUL character."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                found.append(child)
+            found.extend(_nul_paths(item, child))
+        return found
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}.{index}")]
+    return []
+
+
 class WriteModel(BaseModel):
     """Base of request bodies: unknown fields are refused, read-only ones named as such.
 
     A typo that is silently ignored is a change the client believes it made; so every
     unknown field is a 422, and fields the server owns (ids, counters, timestamps) get a
-    message that says so instead of "unknown field".
+    message that says so instead of "unknown field". Text holding NUL characters is refused
+    everywhere in the body, metadata included.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -25,6 +43,15 @@ class WriteModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_read_only(cls, data: Any) -> Any:
+        # PostgreSQL cannot store NUL in text or JSON while SQLite can: refusing it here
+        # gives the same 422 on both instead of a storage error on one.
+        nul = _nul_paths(data, "")
+        if nul:
+            raise PydanticCustomError(
+                "nul_character",
+                "text must not contain NUL characters: {names}",
+                {"names": ", ".join(nul), "fields": nul},
+            )
         if isinstance(data, dict):
             present = sorted(name for name in data if name in cls.read_only_fields)
             if present:

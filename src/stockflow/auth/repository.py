@@ -17,6 +17,11 @@ async def get(session: AsyncSession, key_id: str) -> ApiKey | None:
     return await session.get(ApiKey, key_id)
 
 
+async def get_fresh(session: AsyncSession, key_id: str) -> ApiKey | None:
+    """The key as the database has it now, replacing what the session remembers."""
+    return await session.get(ApiKey, key_id, populate_existing=True)
+
+
 async def add(session: AsyncSession, key: ApiKey) -> ApiKey:
     session.add(key)
     await session.flush()

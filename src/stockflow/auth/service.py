@@ -97,7 +97,8 @@ async def revoke_key(session: AsyncSession, *, actor: Principal, key_id: str) ->
     revoked = await repository.revoke(session, key_id, now=datetime.now(UTC))
     # Reload either way: a concurrent request may have revoked it first, and then its
     # revocation (and its audit record) stands.
-    await session.refresh(key)
+    key = await repository.get_fresh(session, key_id)
+    assert key is not None  # keys are never deleted
     after = ApiKeyRead.model_validate(key)
     if revoked:
         await audit.record(

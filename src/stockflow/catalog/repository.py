@@ -12,6 +12,19 @@ async def get_by_sku(session: AsyncSession, sku: str) -> Product | None:
     return await session.scalar(select(Product).where(Product.sku == sku))
 
 
+async def get_by_sku_for_update(session: AsyncSession, sku: str) -> Product | None:
+    """The product, row-locked until the transaction ends (SQLite's write lock already is)."""
+    return await session.scalar(
+        select(Product).where(Product.sku == sku).with_for_update(),
+        execution_options={"populate_existing": True},
+    )
+
+
+async def save(session: AsyncSession) -> None:
+    """Write pending changes; the version column makes the UPDATE bump ``version``."""
+    await session.flush()
+
+
 async def add(session: AsyncSession, product: Product) -> Product | None:
     """Insert the product; None when its SKU is taken.
 

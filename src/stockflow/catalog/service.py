@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
@@ -104,7 +103,9 @@ async def update_product(
     data: ProductUpdate,
     if_match: str | None,
 ) -> ProductRead:
-    product = await repository.get_by_sku(session, sku)
+    # Locked until commit: concurrent updates queue instead of failing on each other's
+    # version bump, and an If-Match check stays true until our write lands.
+    product = await repository.get_by_sku_for_update(session, sku)
     if product is None:
         raise NotFound(f"Product {sku} does not exist.")
     before = ProductRead.model_validate(product)
@@ -124,12 +125,7 @@ async def update_product(
     if not session.is_modified(product):
         return before
     product.updated_at = datetime.now(UTC)
-    try:
-        # The version column guards the UPDATE itself (WHERE version = :read), so a change
-        # committed between our read and our write is detected, not overwritten.
-        await session.flush()
-    except StaleDataError as exc:
-        raise PreconditionFailed(f"Product {sku} was changed concurrently.") from exc
+    await repository.save(session)
     after = ProductRead.model_validate(product)
     await audit.record(
         session,

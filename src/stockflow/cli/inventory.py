@@ -15,7 +15,11 @@ app = typer.Typer(help="Inspect stock against the ledger.", no_args_is_help=True
 
 @app.command()
 def reconcile() -> None:
-    """Recompute every stock counter from the ledger; list drift and exit 1 if any."""
+    """Check every stock counter against its source; list drift and exit 1 if any.
+
+    Each stock row's on_hand and reserved are replayed from the ledger; each product's
+    backordered and on_order are summed from open order and purchase-order lines.
+    """
 
     async def work(database: Database) -> list[Drift]:
         async with database.transaction(write=False) as session:
@@ -23,17 +27,17 @@ def reconcile() -> None:
 
     drifts = run_with_database(load_settings(), work)
     if not drifts:
-        console.print("[green]no drift[/green]: every stock row matches its ledger")
+        console.print("[green]no drift[/green]: every counter matches its source")
         return
-    table = Table("sku", "location", "counter", "recorded", "from ledger", "difference")
+    table = Table("sku", "location", "counter", "recorded", "expected", "difference")
     for drift in drifts:
         table.add_row(
             drift.sku,
-            drift.location_code,
+            drift.location_code or "(all)",
             drift.field,
             str(drift.recorded),
-            str(drift.from_ledger),
-            f"{drift.recorded - drift.from_ledger:+d}",
+            str(drift.expected),
+            f"{drift.recorded - drift.expected:+d}",
         )
     console.print(table)
     console.print(f"[red]{len(drifts)} counter(s) drifted from the ledger[/red]")

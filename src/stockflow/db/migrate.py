@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import stockflow
 
@@ -68,3 +69,10 @@ async def schema_differences(connection: AsyncConnection) -> list[object]:
         return list(compare_metadata(context, Base.metadata))
 
     return await connection.run_sync(_compare)
+
+
+async def probe(engine: AsyncEngine) -> str | None:
+    """Round-trip to the database and return its applied revision; raises if unreachable."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        return await current_revision(connection)

@@ -28,11 +28,13 @@ class LevelRow:
 
 @dataclass(frozen=True, slots=True)
 class Drift:
+    """A counter that differs from what its source of truth says it should be."""
+
     sku: str
-    location_code: str
+    location_code: str | None  # None for a product-wide counter
     field: str
     recorded: int
-    from_ledger: int
+    expected: int
 
 
 async def default_location(session: AsyncSession) -> Location:
@@ -180,4 +182,25 @@ async def ledger_drift(session: AsyncSession) -> list[Drift]:
             drifts.append(Drift(sku, code, "on_hand", on_hand, int(l_on_hand)))
         if reserved != l_reserved:
             drifts.append(Drift(sku, code, "reserved", reserved, int(l_reserved)))
+    return drifts
+
+
+async def product_counter_drift(session: AsyncSession) -> list[Drift]:
+    """Product-wide counters that disagree with the open lines they sum up.
+
+    ``backordered`` is the sum of open order lines' uncovered quantities and ``on_order`` the
+    sum of open purchase-order lines' unreceived quantities. The schema has neither kind of
+    line, so both sums are zero.
+    """
+    stmt = (
+        select(Product.sku, Product.backordered, Product.on_order)
+        .where(or_(Product.backordered != 0, Product.on_order != 0))
+        .order_by(Product.sku)
+    )
+    drifts: list[Drift] = []
+    for sku, backordered, on_order in (await session.execute(stmt)).all():
+        if backordered != 0:
+            drifts.append(Drift(sku, None, "backordered", backordered, 0))
+        if on_order != 0:
+            drifts.append(Drift(sku, None, "on_order", on_order, 0))
     return drifts

@@ -183,5 +183,11 @@ async def list_movements(
 
 
 async def reconcile(session: AsyncSession) -> list[Drift]:
-    """Every stock counter that the ledger does not reproduce; empty when all agree."""
-    return await repository.ledger_drift(session)
+    """Every counter its source does not reproduce; empty when all agree.
+
+    ``on_hand`` and ``reserved`` of each stock row are replayed from the ledger;
+    ``backordered`` and ``on_order`` of each product are summed from open lines.
+    """
+    drifts = await repository.ledger_drift(session)
+    drifts.extend(await repository.product_counter_drift(session))
+    return drifts

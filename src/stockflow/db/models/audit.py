@@ -20,7 +20,7 @@ class AuditRecord(Base):
     actor_role: Mapped[str] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(80))
     resource_type: Mapped[str] = mapped_column(String(40))
-    resource_id: Mapped[str] = mapped_column(String(80))
+    resource_id: Mapped[str] = mapped_column(String(200))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     request_id: Mapped[str | None] = mapped_column(String(64))
