@@ -17,8 +17,8 @@ app = typer.Typer(help="Inspect stock against the ledger.", no_args_is_help=True
 def reconcile() -> None:
     """Check every stock counter against its source; list drift and exit 1 if any.
 
-    Each stock row's on_hand and reserved are replayed from the ledger; each product's
-    backordered and on_order are summed from open order and purchase-order lines.
+    Stock rows' on_hand and reserved are replayed from the ledger; products' backordered
+    and on_order are summed from open order and purchase-order lines.
     """
 
     async def work(database: Database) -> list[Drift]:
@@ -40,5 +40,5 @@ def reconcile() -> None:
             f"{drift.recorded - drift.expected:+d}",
         )
     console.print(table)
-    console.print(f"[red]{len(drifts)} counter(s) drifted from the ledger[/red]")
+    console.print(f"[red]{len(drifts)} counter(s) differ from their source[/red]")
     raise typer.Exit(1)
