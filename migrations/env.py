@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
+import sqlalchemy as sa
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from stockflow.config import Settings
-from stockflow.db.base import Base
+from stockflow.db.base import Base, UTCDateTime
 from stockflow.db.engine import create_engine
 from stockflow.db.models import *  # noqa: F403  (registers every table on Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Render the project's column types as plain SQLAlchemy ones in new revisions."""
+    if type_ != "type":
+        return False
+    if isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    if isinstance(obj, sa.JSON):
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(), "postgresql")'
+    return False
 
 
 def _configure(connection: Connection) -> None:
@@ -24,6 +39,7 @@ def _configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -22,6 +22,11 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "idempotency_records",
+    "shipment_lines",
+    "shipments",
+    "order_lines",
+    "orders",
     "stock_movements",
     "stock_levels",
     "api_keys",

@@ -115,3 +115,80 @@ class ServiceUnavailable(StockflowError):
         "The database is unreachable, busy or not migrated. Retry after the number of "
         "seconds in `Retry-After`."
     )
+
+
+class IdempotencyKeyReused(StockflowError):
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused with a different request"
+    status = 422
+    description = (
+        "This `Idempotency-Key` was first used for a different request (another method, URL "
+        "or JSON body). Use a new key for a new request."
+    )
+
+
+class UnknownCustomer(StockflowError):
+    slug = "unknown-customer"
+    title = "Unknown customer"
+    status = 422
+    description = "The order names a customer that does not exist."
+
+
+class UnknownSku(StockflowError):
+    slug = "unknown-sku"
+    title = "Unknown SKU"
+    status = 422
+    description = "A line names a SKU that is not in the catalog. `line` and `sku` name it."
+
+
+class InactiveSku(StockflowError):
+    slug = "inactive-sku"
+    title = "Product not available"
+    status = 422
+    description = "A line names a product that is deactivated and cannot be ordered."
+
+
+class InvalidQuantity(StockflowError):
+    slug = "invalid-quantity"
+    title = "Invalid quantity"
+    status = 422
+    description = (
+        "A line's quantity is not a positive integer within the per-line maximum; `line`, "
+        "`sku`, `quantity` and `maximum` say which and why."
+    )
+
+
+class MixedCurrencies(StockflowError):
+    slug = "mixed-currencies"
+    title = "Mixed currencies"
+    status = 422
+    description = "The lines are priced in different currencies; an order has one currency."
+
+
+class InvalidAmounts(StockflowError):
+    slug = "invalid-amounts"
+    title = "Invalid amounts"
+    status = 422
+    description = (
+        "The discount exceeds subtotal plus shipping plus tax, so the total would be negative."
+    )
+
+
+class InsufficientStock(StockflowError):
+    slug = "insufficient-stock"
+    title = "Insufficient stock"
+    status = 409
+    description = (
+        "Some lines ask for more than is available and their products refuse backorders. "
+        "`items` lists every short SKU with `requested` and `available`. Nothing was reserved."
+    )
+
+
+class ShipmentExceedsReserved(StockflowError):
+    slug = "shipment-exceeds-reserved"
+    title = "Shipment exceeds reserved stock"
+    status = 409
+    description = (
+        "A shipment line asks to ship more than the order has reserved and not yet shipped. "
+        "`items` lists each such SKU with `requested` and `shippable`."
+    )

@@ -16,6 +16,11 @@ from tests.support import empty_database
 
 TABLES = {
     "api_keys",
+    "idempotency_records",
+    "order_lines",
+    "orders",
+    "shipment_lines",
+    "shipments",
     "audit_records",
     "customers",
     "locations",

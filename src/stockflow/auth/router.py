@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
+from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse
 from stockflow.auth import service
 from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
@@ -19,13 +21,21 @@ router = APIRouter(prefix="/api-keys", tags=["API keys"])
     description=(
         "Issues a key for a role (`admin`, `staff`, `service`, or `customer` bound to one "
         "customer). The response holds the key itself: it is shown once, only its hash is "
-        "stored. Admin only."
+        "stored. Admin only. With `Idempotency-Key`, a replay answers with `key: null`."
     ),
+    response_model=ApiKeyCreated,
 )
 async def create_api_key(
-    data: ApiKeyCreate, session: SessionDep, principal: AdminPrincipal
-) -> ApiKeyCreated:
-    return await service.create_key(session, actor=principal, data=data)
+    data: ApiKeyCreate,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    # A replay says the key was created but does not show it again.
+    return await idempotency.respond(
+        lambda: service.create_key(session, actor=principal, data=data),
+        secret_fields=frozenset({"key"}),
+    )
 
 
 @router.get(

@@ -53,4 +53,7 @@ class ApiKeyRead(ReadModel):
 class ApiKeyCreated(ApiKeyRead):
     """The new key, with its secret. The secret is shown here once and never again."""
 
-    key: str = Field(examples=["sf_Xc9fQz8LmT2bV5nK7pR1sW3yH6jD4gA0ab12Cd"])
+    key: str | None = Field(
+        description="The key itself. Null in an idempotent replay: a secret is shown once.",
+        examples=["sf_Xc9fQz8LmT2bV5nK7pR1sW3yH6jD4gA0ab12Cd"],
+    )

@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, StaffPrincipal
+from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse
 from stockflow.catalog import service
 from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
@@ -22,15 +24,22 @@ _ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update sa
         "Adds a SKU to the catalog with an empty stock row at the default location. "
         "Unknown or read-only fields are refused (422); an existing SKU is 409. Staff."
     ),
+    response_model=ProductRead,
     responses={201: {"headers": _ETAG_HEADER}},
 )
 async def create_product(
-    data: ProductCreate, response: Response, session: SessionDep, principal: StaffPrincipal
-) -> ProductRead:
-    product = await service.create_product(session, actor=principal, data=data)
-    response.headers["ETag"] = service.etag_of(product)
-    response.headers["Location"] = f"/v1/products/{product.sku}"
-    return product
+    data: ProductCreate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.create_product(session, actor=principal, data=data),
+        headers=lambda product: {
+            "ETag": service.etag_of(product),
+            "Location": f"/v1/products/{product.sku}",
+        },
+    )
 
 
 @router.get(

@@ -67,6 +67,7 @@ async def _seed(database: Database) -> tuple[str, str | None]:
         key = await auth_service.create_key(
             session, actor=actor, data=ApiKeyCreate(name=DEMO_KEY_NAME, role=Role.ADMIN)
         )
+    assert key.key is not None  # a freshly created key carries its secret
     return key.key, customer_id
 
 

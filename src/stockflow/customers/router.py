@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
+from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, require
+from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse
 from stockflow.auth.roles import Principal, Role
 from stockflow.customers import service
@@ -19,12 +21,22 @@ CreatorPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF, 
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a customer",
-    description="Admin, staff and service keys. `external_ref` is unique when given.",
+    description=(
+        "Admin, staff and service keys. `external_ref` is unique when given. Send "
+        "`Idempotency-Key` to make retries safe."
+    ),
+    response_model=CustomerRead,
 )
 async def create_customer(
-    data: CustomerCreate, session: SessionDep, principal: CreatorPrincipal
-) -> CustomerRead:
-    return await service.create_customer(session, actor=principal, data=data)
+    data: CustomerCreate,
+    session: SessionDep,
+    principal: CreatorPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.create_customer(session, actor=principal, data=data),
+        headers=lambda customer: {"Location": f"/v1/customers/{customer.id}"},
+    )
 
 
 @router.get(

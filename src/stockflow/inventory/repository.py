@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.db.models import Location, Product, StockLevel, StockMovement
+from stockflow.db.models import Location, Order, OrderLine, Product, StockLevel, StockMovement
 from stockflow.db.pagination import Page, paginate
 
 # The stock counters are INTEGER columns, 32 bits on PostgreSQL: past this, an update fails
@@ -204,3 +204,38 @@ async def product_counter_drift(session: AsyncSession) -> list[Drift]:
         if on_order != 0:
             drifts.append(Drift(sku, None, "on_order", on_order, 0))
     return drifts
+
+
+async def reservation_drift(session: AsyncSession) -> list[Drift]:
+    """Products whose reserved units differ from what open orders hold.
+
+    Every unit reserved is allocated to an order line and not yet shipped; a cancelled
+    order holds none.
+    """
+    held = (
+        select(
+            OrderLine.product_id,
+            func.sum(OrderLine.allocated - OrderLine.shipped).label("held"),
+        )
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.status != "cancelled")
+        .group_by(OrderLine.product_id)
+        .subquery()
+    )
+    reserved = (
+        select(StockLevel.product_id, func.sum(StockLevel.reserved).label("reserved"))
+        .group_by(StockLevel.product_id)
+        .subquery()
+    )
+    expected = func.coalesce(held.c.held, 0)
+    stmt = (
+        select(Product.sku, reserved.c.reserved, expected)
+        .join(reserved, reserved.c.product_id == Product.id)
+        .outerjoin(held, held.c.product_id == Product.id)
+        .where(reserved.c.reserved != expected)
+        .order_by(Product.sku)
+    )
+    return [
+        Drift(sku, None, "reserved", int(recorded), int(want))
+        for sku, recorded, want in (await session.execute(stmt)).all()
+    ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import (
     AnyPrincipal,
@@ -9,6 +10,7 @@ from stockflow.api.deps import (
     SessionDep,
     StaffPrincipal,
 )
+from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse
 from stockflow.inventory import service
 from stockflow.inventory.schemas import (
@@ -43,13 +45,21 @@ async def get_inventory(
     description=(
         "Adds or removes units at a location and writes one ledger movement. An adjustment "
         "that would leave less on hand than is reserved is refused with 409 "
-        "`stock-below-reserved` and changes nothing. Staff."
+        "`stock-below-reserved` and changes nothing. Staff. Send `Idempotency-Key` to make "
+        "retries safe."
     ),
+    response_model=AdjustmentRead,
 )
 async def adjust_stock(
-    sku: str, data: AdjustmentCreate, session: SessionDep, principal: StaffPrincipal
-) -> AdjustmentRead:
-    return await service.adjust_stock(session, actor=principal, sku=sku, data=data)
+    sku: str,
+    data: AdjustmentCreate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.adjust_stock(session, actor=principal, sku=sku, data=data)
+    )
 
 
 @router.get(

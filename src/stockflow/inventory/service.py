@@ -185,9 +185,11 @@ async def list_movements(
 async def reconcile(session: AsyncSession) -> list[Drift]:
     """Every counter its source does not reproduce; empty when all agree.
 
-    ``on_hand`` and ``reserved`` of each stock row are replayed from the ledger;
-    ``backordered`` and ``on_order`` of each product are summed from open lines.
+    ``on_hand`` and ``reserved`` of each stock row are replayed from the ledger; each
+    product's reserved units are matched against its open orders' allocated, unshipped
+    units; ``backordered`` and ``on_order`` of each product are summed from open lines.
     """
     drifts = await repository.ledger_drift(session)
+    drifts.extend(await repository.reservation_drift(session))
     drifts.extend(await repository.product_counter_drift(session))
     return drifts

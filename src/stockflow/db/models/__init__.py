@@ -4,14 +4,21 @@ from stockflow.db.models.audit import AuditRecord
 from stockflow.db.models.auth import ApiKey
 from stockflow.db.models.catalog import Product
 from stockflow.db.models.customers import Customer
+from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
+from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
 
 __all__ = [
     "ApiKey",
     "AuditRecord",
     "Customer",
+    "IdempotencyRecord",
     "Location",
+    "Order",
+    "OrderLine",
     "Product",
+    "Shipment",
+    "ShipmentLine",
     "StockLevel",
     "StockMovement",
 ]

@@ -1,0 +1,108 @@
+"""The ``Idempotency-Key`` header, for every POST that writes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.api.deps import SessionDep, SettingsDep, get_principal
+from stockflow.auth.roles import Principal
+from stockflow.errors import InvalidRequest
+from stockflow.idempotency import service
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class Idempotency:
+    """Runs an endpoint's work at most once per (API key, Idempotency-Key)."""
+
+    def __init__(
+        self,
+        *,
+        request: Request,
+        session: AsyncSession,
+        principal: Principal,
+        key: str | None,
+        ttl: timedelta,
+    ) -> None:
+        self._request = request
+        self._session = session
+        self._principal = principal
+        self.key = key
+        self._ttl = ttl
+
+    async def respond(
+        self,
+        work: Callable[[], Awaitable[Any]],
+        *,
+        status_code: int = 201,
+        headers: Callable[[Any], Mapping[str, str]] | None = None,
+        secret_fields: frozenset[str] = frozenset(),
+    ) -> JSONResponse:
+        async def produce() -> tuple[Any, Mapping[str, str]]:
+            result = await work()
+            return jsonable_encoder(result), (headers(result) if headers else {})
+
+        if self.key is None:
+            body, extra = await produce()
+            return JSONResponse(body, status_code=status_code, headers=dict(extra))
+        stored = await service.run_once(
+            self._session,
+            principal_id=self._principal.id,
+            key=self.key,
+            method=self._request.method,
+            path=self._request.url.path,
+            fingerprint=service.request_fingerprint(
+                self._request.method, self._request.url.path, await self._request.body()
+            ),
+            ttl=self._ttl,
+            status_code=status_code,
+            work=produce,
+            secret_fields=secret_fields,
+        )
+        response_headers = dict(stored.headers)
+        if stored.replayed:
+            response_headers[REPLAYED_HEADER] = "true"
+        return JSONResponse(stored.body, status_code=stored.status_code, headers=response_headers)
+
+
+async def get_idempotency(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(get_principal)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description=(
+                "Makes the request safe to retry: with the same key (per API key) the effect "
+                "happens at most once and a retry gets the first response again, marked "
+                "`Idempotent-Replayed: true`. Kept for `STOCKFLOW_IDEMPOTENCY_TTL_HOURS`."
+            ),
+            examples=["3f1c2a9e-order-7781"],
+        ),
+    ] = None,
+) -> Idempotency:
+    if idempotency_key is not None and not _KEY.match(idempotency_key):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            errors=[{"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}],
+        )
+    return Idempotency(
+        request=request,
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
+    )
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

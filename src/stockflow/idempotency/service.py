@@ -1,0 +1,94 @@
+"""``Idempotency-Key``: a write happens at most once per key, and its retries replay it.
+
+The record of a request is written in the request's own transaction, claimed before the
+work and completed with the response before the commit. So it exists exactly when the
+work committed: a request that fails or a process that dies mid-request leaves no record,
+and the retry simply runs again; a concurrent duplicate waits on the claim and then
+replays the committed response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.errors import IdempotencyKeyReused
+from stockflow.idempotency import repository
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+    headers: dict[str, str]
+    replayed: bool
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """Same method, URL and JSON value (whatever the spacing or key order) → same hash."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, UnicodeDecodeError):
+        canonical = body.decode("latin-1")
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+async def run_once(
+    session: AsyncSession,
+    *,
+    principal_id: str,
+    key: str,
+    method: str,
+    path: str,
+    fingerprint: str,
+    ttl: timedelta,
+    status_code: int,
+    work: Callable[[], Awaitable[tuple[Any, Mapping[str, str]]]],
+    secret_fields: frozenset[str] = frozenset(),
+) -> StoredResponse:
+    """Do ``work`` unless this key already did; either way, the response to give."""
+    now = datetime.now(UTC)
+    existing = await repository.claim(
+        session,
+        principal_id=principal_id,
+        key=key,
+        request_hash=fingerprint,
+        method=method,
+        path=path,
+        now=now,
+        expires_at=now + ttl,
+    )
+    if existing is not None:
+        if existing.request_hash != fingerprint or existing.status_code is None:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was used for a different request "
+                f"({existing.method} {existing.path}).",
+            )
+        return StoredResponse(
+            existing.status_code, existing.response_body, existing.response_headers or {}, True
+        )
+    body, headers = await work()
+    stored_body = body
+    if secret_fields and isinstance(body, dict):
+        # A secret is shown once: the replay says the field exists but not its value.
+        stored_body = {k: (None if k in secret_fields else v) for k, v in body.items()}
+    await repository.complete(
+        session,
+        principal_id=principal_id,
+        key=key,
+        status_code=status_code,
+        body=stored_body,
+        headers=dict(headers),
+    )
+    return StoredResponse(status_code, body, dict(headers), False)
+
+
+async def prune(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Delete records past their retention; returns how many."""
+    return await repository.delete_expired(session, now=now or datetime.now(UTC))

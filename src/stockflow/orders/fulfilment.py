@@ -1,0 +1,207 @@
+"""Shipping and cancelling orders.
+
+Both lock the order row first and then its stock rows in sorted SKU order, the order
+placement uses too, so fulfilment and placement can wait for each other but never
+deadlock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.audit import service as audit
+from stockflow.auth.roles import Principal
+from stockflow.db.models import Order, OrderLine
+from stockflow.errors import InvalidRequest, NotFound, ShipmentExceedsReserved
+from stockflow.ids import new_id
+from stockflow.orders import repository, rules
+from stockflow.orders.schemas import OrderRead, ShipmentCreate, ShipmentLineRead, ShipmentRead
+from stockflow.orders.service import to_read
+from stockflow.orders.states import (
+    InvalidStateTransition,
+    OrderEvent,
+    OrderStatus,
+    can_cancel,
+    next_status,
+    shipment_event,
+)
+
+_NO_PER_LINE_LIMIT = 2**31 - 1
+
+
+async def _locked_order(
+    session: AsyncSession, viewer: Principal, order_id: str
+) -> tuple[Order, list[OrderLine]]:
+    order = await repository.get_for_update(session, order_id)
+    if order is None or (viewer.is_customer and order.customer_id != viewer.customer_id):
+        raise NotFound(f"Order {order_id} does not exist.")
+    lines = (await repository.lines_of(session, [order.id]))[order.id]
+    return order, lines
+
+
+async def ship_order(
+    session: AsyncSession, *, actor: Principal, order_id: str, data: ShipmentCreate
+) -> ShipmentRead:
+    order, lines = await _locked_order(session, actor, order_id)
+    status = OrderStatus(order.status)
+    # Any shipment event tells whether shipping is allowed from this status at all.
+    next_status(status, OrderEvent.SHIPPED_PARTIALLY)
+    requested = rules.merge_lines(
+        ((line.sku, line.quantity) for line in data.lines), max_quantity=_NO_PER_LINE_LIMIT
+    )
+    by_sku = {line.sku: line for line in lines}
+    unknown = [line for line in requested if line.sku not in by_sku]
+    if unknown:
+        raise InvalidRequest(
+            f"Order {order_id} has no line for " + ", ".join(line.sku for line in unknown) + ".",
+            errors=[
+                {"location": f"body.lines.{line.position}.sku", "message": "not in this order"}
+                for line in unknown
+            ],
+        )
+    excess = [
+        {
+            "sku": line.sku,
+            "requested": line.quantity,
+            "shippable": by_sku[line.sku].allocated - by_sku[line.sku].shipped,
+        }
+        for line in requested
+        if line.quantity > by_sku[line.sku].allocated - by_sku[line.sku].shipped
+    ]
+    if excess:
+        raise ShipmentExceedsReserved(
+            "A shipment can only take units reserved for the order and not yet shipped.",
+            items=sorted(excess, key=lambda item: item["sku"]),
+        )
+
+    now = datetime.now(UTC)
+    location_id = await repository.default_location_id(session)
+    shipment_id = new_id("shp")
+    movements = []
+    for line in sorted(requested, key=lambda item: item.sku):
+        order_line = by_sku[line.sku]
+        change = await repository.take_shipped(
+            session,
+            product_id=order_line.product_id,
+            location_id=location_id,
+            quantity=line.quantity,
+            now=now,
+        )
+        order_line.shipped += line.quantity
+        movements.append(
+            {
+                "id": new_id("mov"),
+                "product_id": order_line.product_id,
+                "location_id": location_id,
+                "on_hand_delta": -line.quantity,
+                "reserved_delta": -line.quantity,
+                "on_hand_after": change.on_hand,
+                "reserved_after": change.reserved,
+                "reason": "shipment",
+                "actor": actor.id,
+                "order_id": order.id,
+                "created_at": now,
+            }
+        )
+    before = to_read(order, lines)
+    remaining = sum(line.quantity - line.shipped for line in lines)
+    order.status = next_status(status, shipment_event(units_remaining_after=remaining)).value
+    order.updated_at = now
+    await repository.add_movements(session, movements)
+    await repository.add_shipment(
+        session,
+        shipment={
+            "id": shipment_id,
+            "order_id": order.id,
+            "created_by": actor.id,
+            "created_at": now,
+        },
+        lines=[
+            {
+                "shipment_id": shipment_id,
+                "product_id": by_sku[line.sku].product_id,
+                "sku": line.sku,
+                "quantity": line.quantity,
+            }
+            for line in requested
+        ],
+    )
+    await repository.flush(session)
+    after = to_read(order, lines)
+    await audit.record(
+        session,
+        actor=actor,
+        action="order.shipped",
+        resource_type="order",
+        resource_id=order.id,
+        before=before.model_dump(mode="json"),
+        after={**after.model_dump(mode="json"), "shipment_id": shipment_id},
+    )
+    return ShipmentRead(
+        id=shipment_id,
+        order_id=order.id,
+        lines=[ShipmentLineRead(sku=line.sku, quantity=line.quantity) for line in requested],
+        created_at=now,
+        order=after,
+    )
+
+
+async def cancel_order(
+    session: AsyncSession, *, actor: Principal, order_id: str, reason: str
+) -> OrderRead:
+    """Cancel and release what is reserved and not shipped; what was shipped stays shipped."""
+    order, lines = await _locked_order(session, actor, order_id)
+    status = OrderStatus(order.status)
+    new_status = next_status(status, OrderEvent.CANCELLED)
+    shipped_units = sum(line.shipped for line in lines)
+    if not can_cancel(status, shipped_units=shipped_units, by_customer=actor.is_customer):
+        raise InvalidStateTransition(from_status=status, event=OrderEvent.CANCELLED)
+
+    now = datetime.now(UTC)
+    before = to_read(order, lines)
+    location_id = await repository.default_location_id(session)
+    movements = []
+    for line in sorted(lines, key=lambda item: item.sku):
+        held = line.allocated - line.shipped
+        if held > 0:
+            change = await repository.release(
+                session, product_id=line.product_id, location_id=location_id, quantity=held, now=now
+            )
+            movements.append(
+                {
+                    "id": new_id("mov"),
+                    "product_id": line.product_id,
+                    "location_id": location_id,
+                    "on_hand_delta": 0,
+                    "reserved_delta": -held,
+                    "on_hand_after": change.on_hand,
+                    "reserved_after": change.reserved,
+                    "reason": "order_cancelled",
+                    "note": reason,
+                    "actor": actor.id,
+                    "order_id": order.id,
+                    "created_at": now,
+                }
+            )
+        line.allocated = line.shipped
+        line.backordered = 0
+    order.status = new_status.value
+    order.cancel_reason = reason
+    order.cancelled_at = now
+    order.updated_at = now
+    await repository.add_movements(session, movements)
+    await repository.flush(session)
+    after = to_read(order, lines)
+    if actor.is_staff:
+        await audit.record(
+            session,
+            actor=actor,
+            action="order.cancelled",
+            resource_type="order",
+            resource_id=order.id,
+            before=before.model_dump(mode="json"),
+            after=after.model_dump(mode="json"),
+        )
+    return after

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
+
+from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
+from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.schemas import ListResponse
+from stockflow.orders import fulfilment, service
+from stockflow.orders.schemas import (
+    CancelRequest,
+    OrderCreate,
+    OrderRead,
+    ShipmentCreate,
+    ShipmentRead,
+)
+from stockflow.orders.states import OrderStatus
+
+router = APIRouter(prefix="/orders", tags=["Orders"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderRead,
+    summary="Place an order",
+    description=(
+        "Reserves stock for every line at the default location and records the order, in one "
+        "transaction: either every line is reserved or nothing is. A line that asks for more "
+        "than is available refuses the whole order with 409 `insufficient-stock`, listing "
+        "every short SKU. Lines for one SKU are merged first. A customer key orders for its "
+        "own customer. Send `Idempotency-Key` to make retries safe."
+    ),
+    responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
+)
+async def place_order(
+    data: OrderCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: AnyPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    limits = service.OrderLimits(
+        max_lines=settings.max_lines_per_order, max_quantity=settings.max_quantity_per_line
+    )
+    return await idempotency.respond(
+        lambda: service.place_order(session, actor=principal, data=data, limits=limits),
+        headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
+    )
+
+
+@router.get(
+    "",
+    summary="List orders",
+    description="Newest first. A customer key sees only its own customer's orders.",
+)
+async def list_orders(
+    session: SessionDep,
+    principal: AnyPrincipal,
+    params: ListParamsDep,
+    status_: Annotated[
+        OrderStatus | None, Query(alias="status", description="Only this status.")
+    ] = None,
+    customer_id: Annotated[
+        str | None, Query(max_length=40, description="Only this customer.")
+    ] = None,
+    created_after: Annotated[datetime | None, Query(description="RFC 3339, inclusive.")] = None,
+    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive.")] = None,
+) -> ListResponse[OrderRead]:
+    page = await service.list_orders(
+        session,
+        viewer=principal,
+        limit=params.limit,
+        cursor=params.cursor,
+        customer_id=customer_id,
+        status=status_,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    return ListResponse(data=page.items, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{order_id}",
+    summary="Get an order",
+    description="With its lines, money breakdown, status and fulfilment flag. Customers: own only.",
+)
+async def get_order(order_id: str, session: SessionDep, principal: AnyPrincipal) -> OrderRead:
+    return await service.get_order(session, viewer=principal, order_id=order_id)
+
+
+@router.post(
+    "/{order_id}/shipments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ShipmentRead,
+    summary="Ship units of an order",
+    description=(
+        "Ships reserved units: on hand and reserved both drop, one ledger movement per SKU. "
+        "Partial shipments are allowed; when every unit has shipped the order is `shipped`. "
+        "More than is reserved and unshipped → 409 `shipment-exceeds-reserved`. Staff."
+    ),
+)
+async def ship_order(
+    order_id: str,
+    data: ShipmentCreate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: fulfilment.ship_order(session, actor=principal, order_id=order_id, data=data)
+    )
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderRead,
+    summary="Cancel an order",
+    description=(
+        "Releases whatever is reserved and not shipped; what was shipped stays shipped. "
+        "Customers may cancel their own orders before anything has shipped. A shipped or "
+        "cancelled order → 409 `invalid-state-transition`."
+    ),
+)
+async def cancel_order(
+    order_id: str,
+    data: CancelRequest,
+    session: SessionDep,
+    principal: AnyPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: fulfilment.cancel_order(
+            session, actor=principal, order_id=order_id, reason=data.reason
+        ),
+        status_code=200,
+    )

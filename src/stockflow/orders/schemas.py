@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
+
+from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.catalog.schemas import Sku
+from stockflow.orders.states import FulfilmentFlag, OrderStatus
+
+MAX_AMOUNT = 10**12
+Money = Annotated[
+    int,
+    Field(strict=True, ge=0, le=MAX_AMOUNT, description="Minor units of the order's currency."),
+]
+
+
+class LineCreate(WriteModel):
+    sku: Sku = Field(examples=["MUG-BLUE-330"])
+    quantity: int = Field(
+        strict=True,
+        description="Units wanted: at least 1, at most the per-line maximum (after merging).",
+        examples=[2],
+    )
+
+
+class OrderCreate(WriteModel):
+    """An order as a storefront sends it. Lines for the same SKU are merged into one;
+    subtotal and total are computed, never sent."""
+
+    read_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {"id", "status", "subtotal", "total", "currency", "created_at", "updated_at", "fulfilment"}
+    )
+
+    customer_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description=(
+            "Required for admin, staff and service keys. A customer key orders for its own "
+            "customer: omit it or give its own id."
+        ),
+        examples=["cus_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"],
+    )
+    lines: list[LineCreate] = Field(
+        min_length=1,
+        description="At most the per-order maximum of lines.",
+        examples=[[{"sku": "MUG-BLUE-330", "quantity": 2}, {"sku": "COASTER-4", "quantity": 1}]],
+    )
+    shipping_amount: Money = Field(default=0, examples=[490])
+    tax_amount: Money = Field(default=0, examples=[0])
+    discount_amount: Money = Field(default=0, examples=[0])
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form data kept with the order."
+    )
+
+
+class OrderLineRead(ReadModel):
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    quantity: int = Field(examples=[2])
+    unit_price: int = Field(examples=[1290])
+    line_total: int = Field(examples=[2580])
+    allocated: int = Field(description="Units covered by reserved stock.", examples=[2])
+    backordered: int = Field(description="Units waiting for stock.", examples=[0])
+    shipped: int = Field(description="Units shipped (out of the allocated ones).", examples=[0])
+
+
+class OrderRead(ReadModel):
+    id: str = Field(examples=["ord_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    customer_id: str
+    status: OrderStatus
+    fulfilment: FulfilmentFlag = Field(
+        description="`awaiting_stock` while any line has backordered units, else `ready_to_ship`."
+    )
+    currency: str = Field(examples=["EUR"])
+    subtotal: int = Field(examples=[3270])
+    shipping_amount: int = Field(examples=[490])
+    tax_amount: int = Field(examples=[0])
+    discount_amount: int = Field(examples=[0])
+    total: int = Field(examples=[3760])
+    lines: list[OrderLineRead]
+    metadata: dict[str, Any]
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None
+
+
+class ShipmentLineCreate(WriteModel):
+    sku: Sku = Field(examples=["MUG-BLUE-330"])
+    quantity: int = Field(strict=True, ge=1, examples=[2])
+
+
+class ShipmentCreate(WriteModel):
+    """Units leaving the warehouse for this order; lines for one SKU are merged."""
+
+    lines: list[ShipmentLineCreate] = Field(min_length=1, max_length=1000)
+
+
+class ShipmentLineRead(ReadModel):
+    sku: str
+    quantity: int
+
+
+class ShipmentRead(ReadModel):
+    id: str = Field(examples=["shp_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    order_id: str
+    lines: list[ShipmentLineRead]
+    created_at: datetime
+    order: OrderRead = Field(description="The order after this shipment.")
+
+
+class CancelRequest(WriteModel):
+    reason: str = Field(min_length=1, max_length=500, examples=["customer changed their mind"])
