@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
 
-from stockflow import __version__
+from stockflow import __version__, maintenance
 from stockflow.api.health import router as health_router
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
@@ -37,7 +39,18 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        housekeeping = None
+        if settings.maintenance_enabled:
+            housekeeping = asyncio.create_task(
+                maintenance.run_forever(
+                    database, interval_seconds=settings.maintenance_interval_seconds
+                )
+            )
         yield
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
         await app.state.key_usage.drain()
         await database.dispose()
 

@@ -112,6 +112,8 @@ def test_every_command_has_help() -> None:
         ["keys", "revoke", "--help"],
         ["inventory", "--help"],
         ["inventory", "reconcile", "--help"],
+        ["maintenance", "--help"],
+        ["maintenance", "run", "--help"],
     ]
     runner = CliRunner()
     for command in commands:

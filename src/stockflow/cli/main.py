@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stockflow.cli import db, inventory, keys, serve
+from stockflow.cli import db, inventory, keys, maintenance, serve
 
 app = typer.Typer(
     name="stockflow",
@@ -16,6 +16,7 @@ app.command(name="serve")(serve.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(inventory.app, name="inventory")
+app.add_typer(maintenance.app, name="maintenance")
 
 if __name__ == "__main__":
     app()
