@@ -5,9 +5,11 @@ Each row is one endpoint (or one kind of target) with the status every caller mu
 code: service reads products and stock and creates and reads customers, and nothing on API
 keys; a customer reads active products, only `available` stock, and only its own customer
 (someone else's customer is 404, never 403); staff may do everything except API keys.
+Orders: every role places, reads and cancels, a customer only its own (another customer's
+order is 404, and so is ordering for another customer); only admin and staff ship.
 
 Every allowed call sends a valid request, so it must get its success code: a product with
-stock, a spare key and two customers exist before each case.
+stock, a spare key and two customers exist before each case, and one order of each customer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ NEW_PRODUCT = {"sku": "MATRIX-NEW", "name": "New mug", "unit_price": 990, "curre
 PRODUCT_CHANGE = {"name": "Renamed mug", "unit_price": 1190}
 ADJUSTMENT = {"delta": 5, "reason": "role matrix"}
 NEW_CUSTOMER = {"name": "Matrix Customer", "email": "matrix@example.com"}
+ORDER_FOR_OWN = {"customer_id": "{own_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
+ORDER_FOR_OTHER = {"customer_id": "{other_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
+CANCEL = {"reason": "role matrix"}
+SHIPMENT = {"lines": [{"sku": SKU, "quantity": 1}]}
 
 #  method    path                                    body            admin staff serv. cust. none
 MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
@@ -55,6 +61,16 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/customers", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/customers/{own_customer}", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/customers/{other_customer}", None, (200, 200, 200, 404, 401)),
+    # Orders: place, read, cancel for every role, a customer only its own; ship: admin, staff.
+    ("POST", "/v1/orders", ORDER_FOR_OWN, (201, 201, 201, 201, 401)),
+    ("POST", "/v1/orders", ORDER_FOR_OTHER, (201, 201, 201, 404, 401)),
+    ("GET", "/v1/orders", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/orders/{own_order}", None, (200, 200, 200, 200, 401)),
+    ("GET", "/v1/orders/{other_order}", None, (200, 200, 200, 404, 401)),
+    ("POST", "/v1/orders/{own_order}/cancel", CANCEL, (200, 200, 200, 200, 401)),
+    ("POST", "/v1/orders/{other_order}/cancel", CANCEL, (200, 200, 200, 404, 401)),
+    ("POST", "/v1/orders/{own_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
+    ("POST", "/v1/orders/{other_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
     # Health: open to everyone, with or without a key.
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
@@ -76,6 +92,15 @@ class World:
     def url(self, path: str) -> str:
         return path.format(**self.values)
 
+    def body(self, body: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The body with ``{placeholder}`` string values filled in."""
+        if body is None:
+            return None
+        return {
+            name: value.format(**self.values) if isinstance(value, str) else value
+            for name, value in body.items()
+        }
+
 
 @pytest.fixture
 async def world(client: httpx.AsyncClient, keys: Keys) -> World:
@@ -96,6 +121,15 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
         "/v1/api-keys", headers=keys.admin, json={"name": "spare", "role": "staff"}
     )
     assert spare.status_code == 201, spare.text
+    order_ids = {}
+    for customer_id in (keys.customer_id, keys.other_customer_id):
+        placed = await client.post(
+            "/v1/orders",
+            headers=keys.admin,
+            json={"customer_id": customer_id, "lines": [{"sku": SKU, "quantity": 2}]},
+        )
+        assert placed.status_code == 201, placed.text
+        order_ids[customer_id] = placed.json()["id"]
     return World(
         {
             "sku": SKU,
@@ -103,6 +137,8 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
             "key_id": spare.json()["id"],
             "own_customer": keys.customer_id,
             "other_customer": keys.other_customer_id,
+            "own_order": order_ids[keys.customer_id],
+            "other_order": order_ids[keys.other_customer_id],
         }
     )
 
@@ -126,6 +162,8 @@ def test_the_matrix_covers_every_route_of_the_app() -> None:
         "{inactive_sku}": "{sku}",
         "{own_customer}": "{customer_id}",
         "{other_customer}": "{customer_id}",
+        "{own_order}": "{order_id}",
+        "{other_order}": "{order_id}",
     }
 
     def route_of(path: str) -> str:
@@ -149,7 +187,7 @@ async def test_role_matrix(
     expected: int,
 ) -> None:
     headers = {} if role == "none" else keys.for_role(role)
-    response = await client.request(method, world.url(path), headers=headers, json=body)
+    response = await client.request(method, world.url(path), headers=headers, json=world.body(body))
     assert response.status_code == expected, response.text
     if expected >= 400:
         assert response.headers["content-type"].startswith(PROBLEM)
@@ -162,12 +200,14 @@ async def test_role_matrix(
 async def test_customer_sees_only_available_stock(
     client: httpx.AsyncClient, keys: Keys, world: World
 ) -> None:
+    # 40 on hand, 2 + 2 reserved by the world's two orders.
     response = await client.get(f"/v1/inventory/{SKU}", headers=keys.customer)
     assert response.status_code == 200
-    assert response.json() == {"sku": SKU, "available": 40}
+    assert response.json() == {"sku": SKU, "available": 36}
     full = (await client.get(f"/v1/inventory/{SKU}", headers=keys.service)).json()
     assert full["on_hand"] == 40
-    assert full["available"] == 40
+    assert full["reserved"] == 4
+    assert full["available"] == 36
     assert {"reserved", "backordered", "on_order", "locations"} <= set(full)
 
 
@@ -181,3 +221,30 @@ async def test_customer_lists_only_active_products(
     assert all(p["active"] for p in asked.json()["data"])
     everything = (await client.get("/v1/products", headers=keys.service)).json()["data"]
     assert sorted(p["sku"] for p in everything) == sorted([SKU, INACTIVE_SKU])
+
+
+async def test_customer_lists_only_its_own_orders(
+    client: httpx.AsyncClient, keys: Keys, world: World
+) -> None:
+    own = world.values["own_order"]
+    other = world.values["other_order"]
+    listed = await client.get("/v1/orders", headers=keys.customer)
+    assert listed.status_code == 200
+    assert [o["id"] for o in listed.json()["data"]] == [own]
+    asked = await client.get(
+        "/v1/orders", headers=keys.customer, params={"customer_id": keys.other_customer_id}
+    )
+    assert asked.status_code == 200
+    assert asked.json() == {"data": [], "next_cursor": None}
+    everything = (await client.get("/v1/orders", headers=keys.service)).json()["data"]
+    assert sorted(o["id"] for o in everything) == sorted([own, other])
+
+
+async def test_customer_orders_for_itself_without_naming_a_customer(
+    client: httpx.AsyncClient, keys: Keys, world: World
+) -> None:
+    placed = await client.post(
+        "/v1/orders", headers=keys.customer, json={"lines": [{"sku": SKU, "quantity": 1}]}
+    )
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["customer_id"] == keys.customer_id

@@ -17,7 +17,7 @@ from stockflow.auth.roles import Principal
 from stockflow.errors import InvalidRequest
 from stockflow.idempotency import service
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -53,7 +53,7 @@ class Idempotency:
 
         if self.key is None:
             body, extra = await produce()
-            return JSONResponse(body, status_code=status_code, headers=dict(extra))
+            return _json(service.render(body), status_code, dict(extra))
         stored = await service.run_once(
             self._session,
             principal_id=self._principal.id,
@@ -71,7 +71,20 @@ class Idempotency:
         response_headers = dict(stored.headers)
         if stored.replayed:
             response_headers[REPLAYED_HEADER] = "true"
-        return JSONResponse(stored.body, status_code=stored.status_code, headers=response_headers)
+        return _json(stored.content, stored.status_code, response_headers)
+
+
+class _RenderedJSONResponse(JSONResponse):
+    """A JSON response whose body is already JSON text, sent as it is."""
+
+    def render(self, content: Any) -> bytes:
+        assert isinstance(content, str)
+        return content.encode("utf-8")
+
+
+def _json(content: str, status_code: int, headers: dict[str, str]) -> JSONResponse:
+    # The same text for the first answer and every replay of it, byte for byte.
+    return _RenderedJSONResponse(content, status_code=status_code, headers=headers)
 
 
 async def get_idempotency(
@@ -91,7 +104,7 @@ async def get_idempotency(
         ),
     ] = None,
 ) -> Idempotency:
-    if idempotency_key is not None and not _KEY.match(idempotency_key):
+    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
         raise InvalidRequest(
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             errors=[{"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}],

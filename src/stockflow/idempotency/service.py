@@ -25,9 +25,19 @@ from stockflow.idempotency import repository
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status_code: int
-    body: Any
+    content: str
+    """The JSON body as text: a replay sends exactly the characters the first answer sent."""
     headers: dict[str, str]
     replayed: bool
+
+
+def render(body: Any) -> str:
+    """JSON text as the API sends it (compact, UTF-8 as is).
+
+    The record keeps this text rather than the JSON value: PostgreSQL's JSONB reorders the
+    keys of a stored object, so a replay rebuilt from the value would not be the same body.
+    """
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -70,8 +80,12 @@ async def run_once(
                 f"Idempotency-Key {key!r} was used for a different request "
                 f"({existing.method} {existing.path}).",
             )
+        stored = existing.response_body
         return StoredResponse(
-            existing.status_code, existing.response_body, existing.response_headers or {}, True
+            existing.status_code,
+            stored if isinstance(stored, str) else render(stored),
+            existing.response_headers or {},
+            True,
         )
     body, headers = await work()
     stored_body = body
@@ -83,10 +97,10 @@ async def run_once(
         principal_id=principal_id,
         key=key,
         status_code=status_code,
-        body=stored_body,
+        body=render(stored_body),
         headers=dict(headers),
     )
-    return StoredResponse(status_code, body, dict(headers), False)
+    return StoredResponse(status_code, render(body), dict(headers), False)
 
 
 async def prune(session: AsyncSession, *, now: datetime | None = None) -> int:

@@ -77,6 +77,8 @@ async def ship_order(
         )
 
     now = datetime.now(UTC)
+    # Taken before the lines change below, so the audit record shows the order as it was.
+    before = to_read(order, lines)
     location_id = await repository.default_location_id(session)
     shipment_id = new_id("shp")
     movements = []
@@ -105,7 +107,6 @@ async def ship_order(
                 "created_at": now,
             }
         )
-    before = to_read(order, lines)
     remaining = sum(line.quantity - line.shipped for line in lines)
     order.status = next_status(status, shipment_event(units_remaining_after=remaining)).value
     order.updated_at = now

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
@@ -67,8 +67,13 @@ async def list_orders(
     customer_id: Annotated[
         str | None, Query(max_length=40, description="Only this customer.")
     ] = None,
-    created_after: Annotated[datetime | None, Query(description="RFC 3339, inclusive.")] = None,
-    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive.")] = None,
+    # Aware only: a time without an offset is ambiguous, and the UTC columns refuse it.
+    created_after: Annotated[
+        AwareDatetime | None, Query(description="RFC 3339 with an offset, inclusive.")
+    ] = None,
+    created_before: Annotated[
+        AwareDatetime | None, Query(description="RFC 3339 with an offset, exclusive.")
+    ] = None,
 ) -> ListResponse[OrderRead]:
     page = await service.list_orders(
         session,

@@ -13,6 +13,9 @@ from stockflow.errors import (
     UnknownSku,
 )
 
+MAX_TOTAL = 2**63 - 1
+"""The largest amount the money columns (64-bit integers) hold."""
+
 
 @dataclass(frozen=True, slots=True)
 class RequestedLine:
@@ -135,6 +138,16 @@ def price_order(
     order = PricedOrder(
         tuple(priced), currency, subtotal, shipping_amount, tax_amount, discount_amount
     )
+    gross = subtotal + shipping_amount + tax_amount
+    if gross > MAX_TOTAL:
+        # Prices and quantities are capped, but a deployment that raises the per-line and
+        # per-order maxima can still reach sums the 64-bit money columns cannot hold.
+        raise InvalidAmounts(
+            f"The order's subtotal, shipping and tax add up to {gross}, more than the "
+            f"{MAX_TOTAL} an amount can be.",
+            subtotal=subtotal,
+            maximum_total=MAX_TOTAL,
+        )
     if order.total < 0:
         raise InvalidAmounts(
             f"A discount of {discount_amount} exceeds subtotal, shipping and tax "
