@@ -26,9 +26,7 @@ def upgrade() -> None:
         sa.Column("method", sa.String(length=10), nullable=False),
         sa.Column("path", sa.String(length=500), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column(
-            "response_body", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
-        ),
+        sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column(
             "response_headers",
             sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),

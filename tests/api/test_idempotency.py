@@ -456,6 +456,7 @@ async def test_an_expired_record_is_ignored_and_the_request_runs_again(
     assert again.json()["id"] != first.json()["id"]
     assert await count(database, Order) == 2
     (record,) = await records(database)
+    assert record.response_body is not None
     assert again.json()["id"] in record.response_body
     assert record.expires_at > datetime.now(UTC) + timedelta(hours=23)
     # And the fresh record is replayed as usual.

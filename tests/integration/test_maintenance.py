@@ -30,7 +30,7 @@ async def add_record(database: Database, key: str, *, expires_in: timedelta) -> 
         )
         assert claimed is None
         await repository.complete(
-            session, principal_id="key_test", key=key, status_code=201, body={}, headers={}
+            session, principal_id="key_test", key=key, status_code=201, body="{}", headers={}
         )
 
 

@@ -10,8 +10,7 @@ from stockflow.api.schemas import ReadModel, WriteModel
 
 SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
-# products.unit_price is a BIGINT column; the cap keeps any order total (price times a
-# capped quantity, summed over capped lines) well inside 64 bits.
+# products.unit_price is a BIGINT column; orders check that their totals stay inside 64 bits.
 MAX_PRICE = 10**12
 
 ProductName = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,34 +53,26 @@ async def claim(
         .where(IdempotencyRecord.key == key)
         .execution_options(populate_existing=True)
     )
-    if existing is None:  # pruned between the two statements
-        return await claim(
-            session,
-            principal_id=principal_id,
-            key=key,
-            request_hash=request_hash,
-            method=method,
-            path=path,
-            now=now,
-            expires_at=expires_at,
-        )
-    if existing.expires_at <= now:
+    if existing is not None and existing.expires_at > now:
+        return existing
+    if existing is not None:
+        # Past its retention but not yet pruned: as good as absent.
         await session.execute(
             delete(IdempotencyRecord)
             .where(IdempotencyRecord.principal_id == principal_id)
             .where(IdempotencyRecord.key == key)
         )
-        return await claim(
-            session,
-            principal_id=principal_id,
-            key=key,
-            request_hash=request_hash,
-            method=method,
-            path=path,
-            now=now,
-            expires_at=expires_at,
-        )
-    return existing
+    # Gone (pruned meanwhile, or just deleted): claim it afresh.
+    return await claim(
+        session,
+        principal_id=principal_id,
+        key=key,
+        request_hash=request_hash,
+        method=method,
+        path=path,
+        now=now,
+        expires_at=expires_at,
+    )
 
 
 async def complete(
@@ -90,7 +81,7 @@ async def complete(
     principal_id: str,
     key: str,
     status_code: int,
-    body: Any,
+    body: str,
     headers: dict[str, str],
 ) -> None:
     await session.execute(

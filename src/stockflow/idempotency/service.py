@@ -80,10 +80,9 @@ async def run_once(
                 f"Idempotency-Key {key!r} was used for a different request "
                 f"({existing.method} {existing.path}).",
             )
-        stored = existing.response_body
         return StoredResponse(
             existing.status_code,
-            stored if isinstance(stored, str) else render(stored),
+            existing.response_body or "null",
             existing.response_headers or {},
             True,
         )

@@ -44,7 +44,10 @@ class OrderCreate(WriteModel):
     )
     lines: list[LineCreate] = Field(
         min_length=1,
-        description="At most the per-order maximum of lines.",
+        # The deployment's own limit (STOCKFLOW_MAX_LINES_PER_ORDER) is checked after
+        # parsing; this hard cap keeps a huge list from being validated at all.
+        max_length=1000,
+        description="At most the per-order maximum of lines (STOCKFLOW_MAX_LINES_PER_ORDER).",
         examples=[[{"sku": "MUG-BLUE-330", "quantity": 2}, {"sku": "COASTER-4", "quantity": 1}]],
     )
     shipping_amount: Money = Field(default=0, examples=[490])
