@@ -352,6 +352,16 @@ async def test_an_inactive_sku_is_refused_naming_its_line(
 
 
 @pytest.mark.usefixtures("nothing_changes")
+async def test_to_a_customer_an_inactive_sku_is_unknown(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    """Customers get 404 for an inactive product everywhere; ordering it must not reveal it."""
+    await create_product(client, keys, "RETIRED-CUP", active=False)
+    response = await place(client, keys.customer, None, (MUG, 1), ("RETIRED-CUP", 1))
+    assert_problem(response, 422, "unknown-sku", line=1, sku="RETIRED-CUP")
+
+
+@pytest.mark.usefixtures("nothing_changes")
 @pytest.mark.parametrize("quantity", [0, -1, -5000])
 async def test_a_quantity_below_one_is_refused_naming_its_line(
     client: httpx.AsyncClient, keys: Keys, quantity: int

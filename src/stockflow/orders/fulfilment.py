@@ -93,19 +93,15 @@ async def ship_order(
         )
         order_line.shipped += line.quantity
         movements.append(
-            {
-                "id": new_id("mov"),
-                "product_id": order_line.product_id,
-                "location_id": location_id,
-                "on_hand_delta": -line.quantity,
-                "reserved_delta": -line.quantity,
-                "on_hand_after": change.on_hand,
-                "reserved_after": change.reserved,
-                "reason": "shipment",
-                "actor": actor.id,
-                "order_id": order.id,
-                "created_at": now,
-            }
+            repository.movement_row(
+                change,
+                on_hand_delta=-line.quantity,
+                reserved_delta=-line.quantity,
+                reason="shipment",
+                actor_id=actor.id,
+                order_id=order.id,
+                now=now,
+            )
         )
     remaining = sum(line.quantity - line.shipped for line in lines)
     order.status = next_status(status, shipment_event(units_remaining_after=remaining)).value
@@ -171,20 +167,16 @@ async def cancel_order(
                 session, product_id=line.product_id, location_id=location_id, quantity=held, now=now
             )
             movements.append(
-                {
-                    "id": new_id("mov"),
-                    "product_id": line.product_id,
-                    "location_id": location_id,
-                    "on_hand_delta": 0,
-                    "reserved_delta": -held,
-                    "on_hand_after": change.on_hand,
-                    "reserved_after": change.reserved,
-                    "reason": "order_cancelled",
-                    "note": reason,
-                    "actor": actor.id,
-                    "order_id": order.id,
-                    "created_at": now,
-                }
+                repository.movement_row(
+                    change,
+                    on_hand_delta=0,
+                    reserved_delta=-held,
+                    reason="order_cancelled",
+                    note=reason,
+                    actor_id=actor.id,
+                    order_id=order.id,
+                    now=now,
+                )
             )
         line.allocated = line.shipped
         line.backordered = 0

@@ -23,6 +23,7 @@ from stockflow.db.models import (
     StockMovement,
 )
 from stockflow.db.pagination import Page, paginate
+from stockflow.ids import new_id
 from stockflow.orders.rules import CatalogEntry
 
 _DEFAULT_LOCATION = select(Location.id).where(Location.is_default.is_(True)).scalar_subquery()
@@ -36,6 +37,34 @@ class StockChange:
     location_id: str
     on_hand: int
     reserved: int
+
+
+def movement_row(
+    change: StockChange,
+    *,
+    on_hand_delta: int,
+    reserved_delta: int,
+    reason: str,
+    actor_id: str,
+    order_id: str,
+    now: datetime,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The ledger row for one guarded stock change, carrying the row's state after it."""
+    return {
+        "id": new_id("mov"),
+        "product_id": change.product_id,
+        "location_id": change.location_id,
+        "on_hand_delta": on_hand_delta,
+        "reserved_delta": reserved_delta,
+        "on_hand_after": change.on_hand,
+        "reserved_after": change.reserved,
+        "reason": reason,
+        "note": note,
+        "actor": actor_id,
+        "order_id": order_id,
+        "created_at": now,
+    }
 
 
 async def catalog_entries(session: AsyncSession, skus: Sequence[str]) -> dict[str, CatalogEntry]:

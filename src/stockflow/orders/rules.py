@@ -102,11 +102,16 @@ def price_order(
     shipping_amount: int,
     tax_amount: int,
     discount_amount: int,
+    inactive_is_unknown: bool = False,
 ) -> PricedOrder:
+    """Price the lines; ``inactive_is_unknown`` for callers who must not learn that an
+    inactive product exists (customers, to whom it reads as 404 everywhere else)."""
     priced: list[PricedLine] = []
     currency: str | None = None
     for line in lines:
         entry = catalog.get(line.sku)
+        if entry is not None and not entry.active and inactive_is_unknown:
+            entry = None
         if entry is None:
             raise UnknownSku(
                 f"Line {line.position}: no product has SKU {line.sku}.",

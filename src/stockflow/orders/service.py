@@ -105,6 +105,7 @@ async def place_order(
         shipping_amount=data.shipping_amount,
         tax_amount=data.tax_amount,
         discount_amount=data.discount_amount,
+        inactive_is_unknown=actor.is_customer,
     )
     if not actor.is_customer and not await repository.customer_exists(session, customer_id):
         raise UnknownCustomer(f"Customer {customer_id} does not exist.", customer_id=customer_id)
@@ -156,19 +157,15 @@ async def place_order(
         for position, line in enumerate(priced.lines)
     ]
     movement_rows = [
-        {
-            "id": new_id("mov"),
-            "product_id": change.product_id,
-            "location_id": change.location_id,
-            "on_hand_delta": 0,
-            "reserved_delta": line.quantity,
-            "on_hand_after": change.on_hand,
-            "reserved_after": change.reserved,
-            "reason": "order_reserved",
-            "actor": actor.id,
-            "order_id": order_id,
-            "created_at": now,
-        }
+        repository.movement_row(
+            change,
+            on_hand_delta=0,
+            reserved_delta=line.quantity,
+            reason="order_reserved",
+            actor_id=actor.id,
+            order_id=order_id,
+            now=now,
+        )
         for line, change in changes
     ]
     await repository.insert_order(
