@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_lines_per_order: int = Field(default=100, ge=1, le=1000)
     max_quantity_per_line: int = Field(default=10_000, ge=1, le=1_000_000)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # How long a duplicate waits for the request holding its key before answering 409.
+    idempotency_wait_seconds: float = Field(default=10.0, gt=0, le=300)
     # Housekeeping (pruning expired idempotency records) inside each server process.
     maintenance_enabled: bool = True
     maintenance_interval_seconds: int = Field(default=300, ge=1)

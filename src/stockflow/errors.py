@@ -127,6 +127,17 @@ class IdempotencyKeyReused(StockflowError):
     )
 
 
+class IdempotencyKeyInUse(StockflowError):
+    slug = "idempotency-key-in-use"
+    title = "Request with this idempotency key in progress"
+    status = 409
+    description = (
+        "An earlier request with this `Idempotency-Key` is still running. Retry after a "
+        "moment: you will get its response once it has finished, or it will run anew if it "
+        "failed."
+    )
+
+
 class UnknownCustomer(StockflowError):
     slug = "unknown-customer"
     title = "Unknown customer"

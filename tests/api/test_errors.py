@@ -145,3 +145,58 @@ async def test_nul_characters_in_urls_are_a_400(
     client: httpx.AsyncClient, keys: Keys, url: str
 ) -> None:
     assert_problem(await client.get(url, headers=keys.admin), 400)
+
+
+async def test_non_finite_numbers_are_refused_on_every_database(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    """Python's JSON parser takes NaN and Infinity; PostgreSQL refuses them and SQLite would
+    store something else, so both answer 422."""
+    response = await client.post(
+        "/v1/customers",
+        headers={**keys.admin, "Content-Type": "application/json"},
+        content=b'{"name": "n", "metadata": {"score": NaN, "list": [1, Infinity]}}',
+    )
+    problem = assert_problem(response, 422, "validation-error")
+    assert problem["errors"] == [
+        {"location": f"body.{path}", "message": "must be a finite number (no NaN or Infinity)"}
+        for path in ("metadata.score", "metadata.list.1")
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/orders?created_after=0001-01-01T00:00:00%2B01:00",
+        "/v1/orders?created_before=9999-12-31T23:59:59-01:00",
+        "/v1/orders?created_after=2026-01-01T00:00:00",
+    ],
+)
+async def test_unusable_timestamps_in_queries_are_a_422(
+    client: httpx.AsyncClient, keys: Keys, url: str
+) -> None:
+    response = await client.get(url, headers=keys.admin)
+    problem = assert_problem(response, 422, "validation-error")
+    assert problem["errors"][0]["location"].startswith("query.created_")
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/v1/orders/ord_" + "A" * 600 + "/cancel"),
+        ("POST", "/v1/inventory/" + "S" * 600 + "/adjustments"),
+        ("GET", "/v1/products/" + "S" * 65),
+        ("GET", "/v1/customers/cus_" + "C" * 100),
+    ],
+)
+async def test_overlong_ids_in_urls_are_a_422_even_with_an_idempotency_key(
+    client: httpx.AsyncClient, keys: Keys, method: str, url: str
+) -> None:
+    response = await client.request(
+        method,
+        url,
+        headers={**keys.admin, "Idempotency-Key": "long-url"},
+        json={"reason": "r", "delta": 1},
+    )
+    problem = assert_problem(response, 422, "validation-error")
+    assert problem["errors"][0]["location"].startswith("path.")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from stockflow.idempotency import service as idempotency_service
 from stockflow.inventory import service as inventory_service
 from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import Keys
+from tests.server import asyncpg_dsn
 
 SKU = "IDEM-MUG"
 REPLAYED = "Idempotent-Replayed"
@@ -547,3 +549,41 @@ async def test_the_ttl_comes_from_settings(
         assert await idempotency_service.prune(session, now=soon) == 0
         later = datetime.now(UTC) + timedelta(hours=2, minutes=1)
         assert await idempotency_service.prune(session, now=later) == 1
+
+
+async def test_a_key_held_too_long_by_another_transaction_is_a_409_not_a_hang(
+    backend: str, database_url: str, database: Database, keys: Keys, product: None
+) -> None:
+    """A duplicate waits for the request holding its key only so long: a connection left
+    open (a crashed host, a partition) must not block every retry indefinitely."""
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers; the wait there is its busy timeout")
+    app = create_app(
+        Settings(database_url=database_url, idempotency_wait_seconds=0.5), database=database
+    )
+    transport = httpx.ASGITransport(app=app)
+    holder = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(
+            "INSERT INTO idempotency_records (principal_id, key, request_hash, method, path, "
+            "created_at, expires_at) VALUES ($1, 'held', 'x', 'POST', '/v1/orders', now(), "
+            "now() + interval '1 hour')",
+            keys.ids["service"],
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test") as client:
+            async with asyncio.timeout(20):
+                busy = await client.post(
+                    "/v1/orders", headers=with_key(keys.service, "held"), json=order_body(keys)
+                )
+            assert_problem(busy, 409, "idempotency-key-in-use")
+            await transaction.rollback()
+            retried = await client.post(
+                "/v1/orders", headers=with_key(keys.service, "held"), json=order_body(keys)
+            )
+            assert retried.status_code == 201, retried.text
+            assert REPLAYED not in retried.headers
+    finally:
+        await holder.close()
+    assert await count(database, Order) == 1

@@ -523,9 +523,27 @@ async def test_an_order_needs_lines(client: httpx.AsyncClient, keys: Keys) -> No
 async def test_more_lines_than_the_per_order_maximum_are_refused(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
-    many = [(MUG, 1)] * 101  # the default maximum is 100 lines, counted as sent
+    many = [(f"SKU-{index:03d}", 1) for index in range(101)]  # the default maximum is 100
     response = await place(client, keys.service, keys.customer_id, *many)
     assert_invalid(response, "body.lines", "at most 100")
+
+
+async def test_the_line_maximum_counts_skus_after_merging(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    """Lines for one SKU are merged before anything else, the line count included."""
+    await create_product(client, keys, "BULK-1")
+    adjusted = await client.post(
+        "/v1/inventory/BULK-1/adjustments",
+        headers=keys.staff,
+        json={"delta": 200, "reason": "stock for a long order"},
+    )
+    assert adjusted.status_code == 201, adjusted.text
+    response = await place(client, keys.service, keys.customer_id, *[("BULK-1", 1)] * 150)
+    assert response.status_code == 201, response.text
+    assert [(line["sku"], line["quantity"]) for line in response.json()["lines"]] == [
+        ("BULK-1", 150)
+    ]
 
 
 # --- insufficient stock --------------------------------------------------------------------

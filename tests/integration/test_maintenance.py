@@ -18,7 +18,7 @@ from stockflow.idempotency import repository
 async def add_record(database: Database, key: str, *, expires_in: timedelta) -> None:
     now = datetime.now(UTC)
     async with database.transaction() as session:
-        claimed = await repository.claim(
+        inserted = await repository.insert_if_absent(
             session,
             principal_id="key_test",
             key=key,
@@ -27,8 +27,9 @@ async def add_record(database: Database, key: str, *, expires_in: timedelta) -> 
             path="/v1/orders",
             now=now,
             expires_at=now + expires_in,
+            wait_seconds=1,
         )
-        assert claimed is None
+        assert inserted
         await repository.complete(
             session, principal_id="key_test", key=key, status_code=201, body="{}", headers={}
         )

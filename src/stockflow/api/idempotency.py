@@ -32,12 +32,14 @@ class Idempotency:
         principal: Principal,
         key: str | None,
         ttl: timedelta,
+        wait_seconds: float,
     ) -> None:
         self._request = request
         self._session = session
         self._principal = principal
         self.key = key
         self._ttl = ttl
+        self._wait_seconds = wait_seconds
 
     async def respond(
         self,
@@ -64,6 +66,7 @@ class Idempotency:
                 self._request.method, self._request.url.path, await self._request.body()
             ),
             ttl=self._ttl,
+            wait_seconds=self._wait_seconds,
             status_code=status_code,
             work=produce,
             secret_fields=secret_fields,
@@ -115,6 +118,7 @@ async def get_idempotency(
         principal=principal,
         key=idempotency_key,
         ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        wait_seconds=settings.idempotency_wait_seconds,
     )
 
 

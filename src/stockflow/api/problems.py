@@ -46,6 +46,7 @@ def problem_response(
 _PER_FIELD_MESSAGES = {
     "read_only": "read-only field",
     "nul_character": "must not contain NUL characters",
+    "non_finite_number": "must be a finite number (no NaN or Infinity)",
 }
 
 

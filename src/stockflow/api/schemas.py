@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
@@ -25,6 +28,26 @@ def _nul_paths(value: Any, path: str) -> list[str]:
         return found
     if isinstance(value, list):
         return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}.{index}")]
+    return []
+
+
+def _non_finite_paths(value: Any, path: str) -> list[str]:
+    """Where a JSON value holds NaN or an infinity (Python's parser accepts them; JSON and
+    PostgreSQL do not)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [
+            p
+            for key, item in value.items()
+            for p in _non_finite_paths(item, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(value, list):
+        return [
+            p
+            for index, item in enumerate(value)
+            for p in _non_finite_paths(item, f"{path}.{index}")
+        ]
     return []
 
 
@@ -52,6 +75,13 @@ class WriteModel(BaseModel):
                 "text must not contain NUL characters: {names}",
                 {"names": ", ".join(nul), "fields": nul},
             )
+        non_finite = _non_finite_paths(data, "")
+        if non_finite:
+            raise PydanticCustomError(
+                "non_finite_number",
+                "numbers must be finite: {names}",
+                {"names": ", ".join(non_finite), "fields": non_finite},
+            )
         if isinstance(data, dict):
             present = sorted(name for name in data if name in cls.read_only_fields)
             if present:
@@ -74,3 +104,19 @@ class ListResponse(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         description="Cursor of the next page, or null on the last page."
     )
+
+
+def _within_utc_range(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-11-29T12:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+UtcTimestamp = Annotated[datetime, AfterValidator(_within_utc_range)]
+"""A query or body timestamp: RFC 3339 with an offset, converted to UTC."""
+
+ResourceId = Annotated[str, Path(min_length=1, max_length=40, description="The resource's id.")]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, description="The product's SKU.")]

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ListResponse
+from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth import service
 from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 
@@ -56,7 +56,9 @@ async def list_api_keys(
 
 
 @router.get("/{key_id}", summary="Get an API key", description="Admin only.")
-async def get_api_key(key_id: str, session: SessionDep, _principal: AdminPrincipal) -> ApiKeyRead:
+async def get_api_key(
+    key_id: ResourceId, session: SessionDep, _principal: AdminPrincipal
+) -> ApiKeyRead:
     return await service.get_key(session, key_id=key_id)
 
 
@@ -68,5 +70,7 @@ async def get_api_key(key_id: str, session: SessionDep, _principal: AdminPrincip
         "set, so the audit trail keeps its name. Admin only."
     ),
 )
-async def revoke_api_key(key_id: str, session: SessionDep, principal: AdminPrincipal) -> ApiKeyRead:
+async def revoke_api_key(
+    key_id: ResourceId, session: SessionDep, principal: AdminPrincipal
+) -> ApiKeyRead:
     return await service.revoke_key(session, actor=principal, key_id=key_id)

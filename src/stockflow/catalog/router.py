@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ListResponse
+from stockflow.api.schemas import ListResponse, SkuPath
 from stockflow.catalog import service
 from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
 
@@ -66,7 +66,7 @@ async def list_products(
     responses={200: {"headers": _ETAG_HEADER}},
 )
 async def get_product(
-    sku: str, response: Response, session: SessionDep, principal: AnyPrincipal
+    sku: SkuPath, response: Response, session: SessionDep, principal: AnyPrincipal
 ) -> ProductRead:
     product = await service.get_product(session, viewer=principal, sku=sku)
     response.headers["ETag"] = service.etag_of(product)
@@ -84,7 +84,7 @@ async def get_product(
     responses={200: {"headers": _ETAG_HEADER}},
 )
 async def update_product(
-    sku: str,
+    sku: SkuPath,
     data: ProductUpdate,
     response: Response,
     session: SessionDep,

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, require
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ListResponse
+from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth.roles import Principal, Role
 from stockflow.customers import service
 from stockflow.customers.schemas import CustomerCreate, CustomerRead
@@ -59,6 +59,6 @@ async def list_customers(
     description="A customer key may read only its own customer; any other id is 404.",
 )
 async def get_customer(
-    customer_id: str, session: SessionDep, principal: AnyPrincipal
+    customer_id: ResourceId, session: SessionDep, principal: AnyPrincipal
 ) -> CustomerRead:
     return await service.get_customer(session, viewer=principal, customer_id=customer_id)

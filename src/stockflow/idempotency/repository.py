@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.models import IdempotencyRecord
 
+LOCK_NOT_AVAILABLE = "55P03"
 
-async def claim(
+
+class KeyBusy(Exception):
+    """Another transaction has held the key for longer than the caller will wait."""
+
+
+async def insert_if_absent(
     session: AsyncSession,
     *,
     principal_id: str,
@@ -21,57 +28,61 @@ async def claim(
     path: str,
     now: datetime,
     expires_at: datetime,
-) -> IdempotencyRecord | None:
-    """Insert the record, or return the committed one that holds the key.
+    wait_seconds: float,
+) -> bool:
+    """Insert the record; False when the key is already taken by a committed record.
 
     On PostgreSQL the INSERT waits while another transaction holds the same key uncommitted,
-    then either conflicts with its committed record or, if it rolled back, succeeds; on
-    SQLite writers are already serialised. So a duplicate never runs beside the original.
+    then conflicts with its committed record or, if it rolled back, succeeds; on SQLite
+    writers are already serialised. The wait is bounded by ``wait_seconds``: past it,
+    :class:`KeyBusy` is raised.
     """
-    values = {
-        "principal_id": principal_id,
-        "key": key,
-        "request_hash": request_hash,
-        "method": method,
-        "path": path,
-        "created_at": now,
-        "expires_at": expires_at,
-    }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
         insert(IdempotencyRecord)
-        .values(**values)
+        .values(
+            principal_id=principal_id,
+            key=key,
+            request_hash=request_hash,
+            method=method,
+            path=path,
+            created_at=now,
+            expires_at=expires_at,
+        )
         .on_conflict_do_nothing(index_elements=["principal_id", "key"])
         .returning(IdempotencyRecord.key)
     )
-    if (await session.execute(stmt)).first() is not None:
-        return None
-    existing = await session.scalar(
+    if dialect != "postgresql":
+        return (await session.execute(stmt)).first() is not None
+    await session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
+    try:
+        async with session.begin_nested():
+            inserted = (await session.execute(stmt)).first() is not None
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise KeyBusy from exc
+        raise
+    finally:
+        # Only the claim is bounded; the request's own row locks wait as long as they must.
+        await session.execute(text("SET LOCAL lock_timeout = 0"))
+    return inserted
+
+
+async def get(session: AsyncSession, *, principal_id: str, key: str) -> IdempotencyRecord | None:
+    return await session.scalar(
         select(IdempotencyRecord)
         .where(IdempotencyRecord.principal_id == principal_id)
         .where(IdempotencyRecord.key == key)
         .execution_options(populate_existing=True)
     )
-    if existing is not None and existing.expires_at > now:
-        return existing
-    if existing is not None:
-        # Past its retention but not yet pruned: as good as absent.
-        await session.execute(
-            delete(IdempotencyRecord)
-            .where(IdempotencyRecord.principal_id == principal_id)
-            .where(IdempotencyRecord.key == key)
-        )
-    # Gone (pruned meanwhile, or just deleted): claim it afresh.
-    return await claim(
-        session,
-        principal_id=principal_id,
-        key=key,
-        request_hash=request_hash,
-        method=method,
-        path=path,
-        now=now,
-        expires_at=expires_at,
+
+
+async def delete_one(session: AsyncSession, *, principal_id: str, key: str) -> None:
+    await session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.principal_id == principal_id)
+        .where(IdempotencyRecord.key == key)
     )
 
 

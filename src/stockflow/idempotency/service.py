@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.errors import IdempotencyKeyReused
+from stockflow.db.models import IdempotencyRecord
+from stockflow.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from stockflow.idempotency import repository
 
 
@@ -61,18 +62,18 @@ async def run_once(
     status_code: int,
     work: Callable[[], Awaitable[tuple[Any, Mapping[str, str]]]],
     secret_fields: frozenset[str] = frozenset(),
+    wait_seconds: float = 10.0,
 ) -> StoredResponse:
     """Do ``work`` unless this key already did; either way, the response to give."""
-    now = datetime.now(UTC)
-    existing = await repository.claim(
+    existing = await _claim(
         session,
         principal_id=principal_id,
         key=key,
-        request_hash=fingerprint,
         method=method,
         path=path,
-        now=now,
-        expires_at=now + ttl,
+        fingerprint=fingerprint,
+        ttl=ttl,
+        wait_seconds=wait_seconds,
     )
     if existing is not None:
         if existing.request_hash != fingerprint or existing.status_code is None:
@@ -100,6 +101,48 @@ async def run_once(
         headers=dict(headers),
     )
     return StoredResponse(status_code, render(body), dict(headers), False)
+
+
+async def _claim(
+    session: AsyncSession,
+    *,
+    principal_id: str,
+    key: str,
+    method: str,
+    path: str,
+    fingerprint: str,
+    ttl: timedelta,
+    wait_seconds: float,
+) -> IdempotencyRecord | None:
+    """None when this request now holds the key; else the committed record holding it."""
+    while True:
+        now = datetime.now(UTC)
+        try:
+            inserted = await repository.insert_if_absent(
+                session,
+                principal_id=principal_id,
+                key=key,
+                request_hash=fingerprint,
+                method=method,
+                path=path,
+                now=now,
+                expires_at=now + ttl,
+                wait_seconds=wait_seconds,
+            )
+        except repository.KeyBusy as exc:
+            raise IdempotencyKeyInUse(
+                f"A request with Idempotency-Key {key!r} is still being processed; retry "
+                "shortly to get its response."
+            ) from exc
+        if inserted:
+            return None
+        existing = await repository.get(session, principal_id=principal_id, key=key)
+        if existing is not None and existing.expires_at > now:
+            return existing
+        if existing is not None:
+            # Past its retention but not yet pruned: as good as absent.
+            await repository.delete_one(session, principal_id=principal_id, key=key)
+        # Gone (pruned meanwhile, or just deleted): claim it afresh.
 
 
 async def prune(session: AsyncSession, *, now: datetime | None = None) -> int:

@@ -11,7 +11,7 @@ from stockflow.api.deps import (
     StaffPrincipal,
 )
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ListResponse
+from stockflow.api.schemas import ListResponse, SkuPath
 from stockflow.inventory import service
 from stockflow.inventory.schemas import (
     AdjustmentCreate,
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/inventory", tags=["Inventory"])
     ),
 )
 async def get_inventory(
-    sku: str, session: SessionDep, principal: AnyPrincipal
+    sku: SkuPath, session: SessionDep, principal: AnyPrincipal
 ) -> InventoryRead | AvailabilityRead:
     return await service.get_inventory(session, viewer=principal, sku=sku)
 
@@ -51,7 +51,7 @@ async def get_inventory(
     response_model=AdjustmentRead,
 )
 async def adjust_stock(
-    sku: str,
+    sku: SkuPath,
     data: AdjustmentCreate,
     session: SessionDep,
     principal: StaffPrincipal,
@@ -68,7 +68,7 @@ async def adjust_stock(
     description="The ledger of one product, newest first. Admin, staff and service keys.",
 )
 async def list_movements(
-    sku: str, session: SessionDep, principal: ReaderPrincipal, params: ListParamsDep
+    sku: SkuPath, session: SessionDep, principal: ReaderPrincipal, params: ListParamsDep
 ) -> ListResponse[MovementRead]:
     page = await service.list_movements(
         session, viewer=principal, sku=sku, limit=params.limit, cursor=params.cursor

@@ -4,11 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ListResponse
+from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
 from stockflow.orders import fulfilment, service
 from stockflow.orders.schemas import (
     CancelRequest,
@@ -67,12 +66,12 @@ async def list_orders(
     customer_id: Annotated[
         str | None, Query(max_length=40, description="Only this customer.")
     ] = None,
-    # Aware only: a time without an offset is ambiguous, and the UTC columns refuse it.
+    # With an offset only: a time without one is ambiguous, and the UTC columns refuse it.
     created_after: Annotated[
-        AwareDatetime | None, Query(description="RFC 3339 with an offset, inclusive.")
+        UtcTimestamp | None, Query(description="RFC 3339 with an offset, inclusive.")
     ] = None,
     created_before: Annotated[
-        AwareDatetime | None, Query(description="RFC 3339 with an offset, exclusive.")
+        UtcTimestamp | None, Query(description="RFC 3339 with an offset, exclusive.")
     ] = None,
 ) -> ListResponse[OrderRead]:
     page = await service.list_orders(
@@ -93,7 +92,9 @@ async def list_orders(
     summary="Get an order",
     description="With its lines, money breakdown, status and fulfilment flag. Customers: own only.",
 )
-async def get_order(order_id: str, session: SessionDep, principal: AnyPrincipal) -> OrderRead:
+async def get_order(
+    order_id: ResourceId, session: SessionDep, principal: AnyPrincipal
+) -> OrderRead:
     return await service.get_order(session, viewer=principal, order_id=order_id)
 
 
@@ -109,7 +110,7 @@ async def get_order(order_id: str, session: SessionDep, principal: AnyPrincipal)
     ),
 )
 async def ship_order(
-    order_id: str,
+    order_id: ResourceId,
     data: ShipmentCreate,
     session: SessionDep,
     principal: StaffPrincipal,
@@ -131,7 +132,7 @@ async def ship_order(
     ),
 )
 async def cancel_order(
-    order_id: str,
+    order_id: ResourceId,
     data: CancelRequest,
     session: SessionDep,
     principal: AnyPrincipal,

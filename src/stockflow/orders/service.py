@@ -90,14 +90,14 @@ async def place_order(
     session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
 ) -> OrderRead:
     customer_id = _customer_for(actor, data.customer_id)
-    if len(data.lines) > limits.max_lines:
-        raise InvalidRequest(
-            f"An order has at most {limits.max_lines} lines.",
-            errors=[{"location": "body.lines", "message": f"at most {limits.max_lines} lines"}],
-        )
     requested = rules.merge_lines(
         ((line.sku, line.quantity) for line in data.lines), max_quantity=limits.max_quantity
     )
+    if len(requested) > limits.max_lines:
+        raise InvalidRequest(
+            f"An order has at most {limits.max_lines} lines (after merging lines of one SKU).",
+            errors=[{"location": "body.lines", "message": f"at most {limits.max_lines} SKUs"}],
+        )
     catalog = await repository.catalog_entries(session, [line.sku for line in requested])
     priced = rules.price_order(
         requested,
