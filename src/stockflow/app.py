@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from stockflow import __version__, maintenance
+from stockflow import __version__
 from stockflow.api.health import router as health_router
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
@@ -20,6 +20,7 @@ from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
 from stockflow.observability.logging import configure_logging
+from stockflow.workers import maintenance
 
 DESCRIPTION = """
 Stockflow takes orders, reserves stock without ever overselling, and tells you exactly

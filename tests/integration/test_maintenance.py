@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
-from stockflow import maintenance
 from stockflow.cli.main import app as cli
 from stockflow.db.engine import Database
 from stockflow.db.models import IdempotencyRecord
 from stockflow.idempotency import repository
+from stockflow.workers import maintenance
 
 
 async def add_record(database: Database, key: str, *, expires_in: timedelta) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from stockflow import maintenance
 from stockflow.cli._common import console, load_settings, run_with_database
+from stockflow.workers import maintenance
 
 app = typer.Typer(help="Housekeeping: prune data past its retention.", no_args_is_help=True)
 
