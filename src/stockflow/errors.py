@@ -164,7 +164,8 @@ class InvalidQuantity(StockflowError):
     title = "Invalid quantity"
     status = 422
     description = (
-        "A line's quantity is not a positive integer within the per-line maximum; `line`, "
+        "A line's quantity is below 1 or, after merging lines of one SKU, above the per-line "
+        "maximum; `line`, "
         "`sku`, `quantity` and `maximum` say which and why."
     )
 
@@ -190,7 +191,7 @@ class InsufficientStock(StockflowError):
     title = "Insufficient stock"
     status = 409
     description = (
-        "Some lines ask for more than is available and their products refuse backorders. "
+        "Some lines ask for more than is available. "
         "`items` lists every short SKU with `requested` and `available`. Nothing was reserved."
     )
 

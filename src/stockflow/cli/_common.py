@@ -12,6 +12,7 @@ from rich.console import Console
 
 from stockflow.config import Settings
 from stockflow.db.engine import Database
+from stockflow.observability.logging import configure_logging
 
 T = TypeVar("T")
 console = Console()
@@ -20,11 +21,13 @@ err_console = Console(stderr=True)
 
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
         for error in exc.errors():
             err_console.print(f"[red]configuration error:[/red] {error['msg']}")
         raise typer.Exit(2) from exc
+    configure_logging(settings)
+    return settings
 
 
 def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:

@@ -17,8 +17,9 @@ app = typer.Typer(help="Inspect stock against the ledger.", no_args_is_help=True
 def reconcile() -> None:
     """Check every stock counter against its source; list drift and exit 1 if any.
 
-    Stock rows' on_hand and reserved are replayed from the ledger; products' backordered
-    and on_order are summed from open order and purchase-order lines.
+    Stock rows' on_hand and reserved are replayed from the ledger; each product's reserved
+    units are matched against its open orders' allocated, unshipped units; backordered and
+    on_order are summed from open order and purchase-order lines.
     """
 
     async def work(database: Database) -> list[Drift]:

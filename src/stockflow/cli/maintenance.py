@@ -12,7 +12,8 @@ app = typer.Typer(help="Housekeeping: prune data past its retention.", no_args_i
 
 @app.command()
 def run() -> None:
-    """Prune once: idempotency records older than STOCKFLOW_IDEMPOTENCY_TTL_HOURS."""
+    """Prune once: idempotency records past their expiry (set when each was written, from
+    STOCKFLOW_IDEMPOTENCY_TTL_HOURS)."""
     counts = run_with_database(load_settings(), maintenance.run_once)
     for name, count in counts.items():
         console.print(f"{name}: {count} pruned")

@@ -26,6 +26,10 @@ def _add_request_id(
     return event_dict
 
 
+def _current_stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(settings: Settings) -> None:
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     renderer: structlog.types.Processor = (
@@ -43,7 +47,9 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolved per use rather than bound now, so a replaced stderr (a test runner's
+        # capture, a daemonised process) is followed rather than written to after closing.
+        logger_factory=_current_stderr_logger,
         cache_logger_on_first_use=False,
     )
 

@@ -79,7 +79,7 @@ Why the gaps:
 """
 
 TERMINAL_STATUSES: frozenset[OrderStatus] = frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED})
-"""Statuses no event leaves; staff may cancel any order that is not in one."""
+"""Statuses no event leaves; any role but a customer may cancel an order not in one."""
 
 _EVENT_TARGETS: Mapping[OrderEvent, OrderStatus] = MappingProxyType(
     {
@@ -110,7 +110,7 @@ class InvalidStateTransition(StockflowError):
     status = 409
     description = (
         "The order's current status does not allow this change (for example cancelling a "
-        "shipped order, or shipping one that is not paid). `from_status` is the order's "
+        "shipped order, or shipping a cancelled one). `from_status` is the order's "
         "status and `to_status` the status the request would have led to."
     )
 
