@@ -22,6 +22,8 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "supplier_products",
+    "suppliers",
     "idempotency_records",
     "shipment_lines",
     "shipments",

@@ -7,9 +7,13 @@ keys; a customer reads active products, only `available` stock, and only its own
 (someone else's customer is 404, never 403); staff may do everything except API keys.
 Orders: every role places, reads and cancels, a customer only its own (another customer's
 order is 404, and so is ordering for another customer); only admin and staff ship.
+Suppliers: admin and staff all, service reads, a customer nothing (its read right covers
+active products only); supplier products (a product's suppliers and their terms): admin and
+staff only.
 
 Every allowed call sends a valid request, so it must get its success code: a product with
-stock, a spare key and two customers exist before each case, and one order of each customer.
+stock, a spare key and two customers exist before each case, and one order of each customer,
+and two suppliers: one selling the product, one spare.
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ ORDER_FOR_OWN = {"customer_id": "{own_customer}", "lines": [{"sku": SKU, "quanti
 ORDER_FOR_OTHER = {"customer_id": "{other_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
 CANCEL = {"reason": "role matrix"}
 SHIPMENT = {"lines": [{"sku": SKU, "quantity": 1}]}
+NEW_SUPPLIER = {"name": "Matrix Supplier", "connector": {"type": "manual"}}
+SUPPLIER_CHANGE = {"lead_time_days": 12}
+NEW_SUPPLIER_PRODUCT = {
+    "supplier_id": "{spare_supplier}",
+    "supplier_sku": "MS-2",
+    "cost_price": 450,
+    "currency": "EUR",
+}
+SUPPLIER_PRODUCT_CHANGE = {"cost_price": 480, "priority": 5}
 
 #  method    path                                    body            admin staff serv. cust. none
 MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
@@ -71,6 +84,21 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("POST", "/v1/orders/{other_order}/cancel", CANCEL, (200, 200, 200, 404, 401)),
     ("POST", "/v1/orders/{own_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
     ("POST", "/v1/orders/{other_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
+    # Suppliers: admin and staff all; service reads; a customer reads only active products.
+    ("POST", "/v1/suppliers", NEW_SUPPLIER, (201, 201, 403, 403, 401)),
+    ("GET", "/v1/suppliers", None, (200, 200, 200, 403, 401)),
+    ("GET", "/v1/suppliers/{supplier}", None, (200, 200, 200, 403, 401)),
+    ("PATCH", "/v1/suppliers/{supplier}", SUPPLIER_CHANGE, (200, 200, 403, 403, 401)),
+    # Supplier products: admin and staff only.
+    ("GET", "/v1/products/{sku}/suppliers", None, (200, 200, 403, 403, 401)),
+    ("POST", "/v1/products/{sku}/suppliers", NEW_SUPPLIER_PRODUCT, (201, 201, 403, 403, 401)),
+    (
+        "PATCH",
+        "/v1/products/{sku}/suppliers/{supplier}",
+        SUPPLIER_PRODUCT_CHANGE,
+        (200, 200, 403, 403, 401),
+    ),
+    ("DELETE", "/v1/products/{sku}/suppliers/{supplier}", None, (204, 204, 403, 403, 401)),
     # Health: open to everyone, with or without a key.
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
@@ -121,6 +149,24 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
         "/v1/api-keys", headers=keys.admin, json={"name": "spare", "role": "staff"}
     )
     assert spare.status_code == 201, spare.text
+    supplier_ids = []
+    for name in ("Matrix Linked", "Matrix Spare"):
+        supplier = await client.post(
+            "/v1/suppliers", headers=keys.admin, json={"name": name, "lead_time_days": 3}
+        )
+        assert supplier.status_code == 201, supplier.text
+        supplier_ids.append(supplier.json()["id"])
+    linked = await client.post(
+        f"/v1/products/{SKU}/suppliers",
+        headers=keys.admin,
+        json={
+            "supplier_id": supplier_ids[0],
+            "supplier_sku": "MS-1",
+            "cost_price": 400,
+            "currency": "EUR",
+        },
+    )
+    assert linked.status_code == 201, linked.text
     order_ids = {}
     for customer_id in (keys.customer_id, keys.other_customer_id):
         placed = await client.post(
@@ -139,6 +185,8 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
             "other_customer": keys.other_customer_id,
             "own_order": order_ids[keys.customer_id],
             "other_order": order_ids[keys.other_customer_id],
+            "supplier": supplier_ids[0],
+            "spare_supplier": supplier_ids[1],
         }
     )
 
@@ -164,6 +212,7 @@ def test_the_matrix_covers_every_route_of_the_app() -> None:
         "{other_customer}": "{customer_id}",
         "{own_order}": "{order_id}",
         "{other_order}": "{order_id}",
+        "{supplier}": "{supplier_id}",
     }
 
     def route_of(path: str) -> str:

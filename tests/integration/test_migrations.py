@@ -21,6 +21,8 @@ TABLES = {
     "orders",
     "shipment_lines",
     "shipments",
+    "supplier_products",
+    "suppliers",
     "audit_records",
     "customers",
     "locations",
@@ -73,6 +75,13 @@ EXPECTED_CHECKS: dict[str, set[str | None]] = {
     },
     "stock_movements": {"ck_stock_movements_changes_something"},
     "api_keys": {"ck_api_keys_role_known", "ck_api_keys_customer_role_bound"},
+    "supplier_products": {
+        "ck_supplier_products_cost_price_non_negative",
+        "ck_supplier_products_currency_iso4217",
+        "ck_supplier_products_pack_size_positive",
+        "ck_supplier_products_min_order_qty_positive",
+        "ck_supplier_products_lead_time_non_negative",
+    },
 }
 
 

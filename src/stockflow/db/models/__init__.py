@@ -7,6 +7,7 @@ from stockflow.db.models.customers import Customer
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
 from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
+from stockflow.db.models.purchasing import Supplier, SupplierProduct
 
 __all__ = [
     "ApiKey",
@@ -21,4 +22,6 @@ __all__ = [
     "ShipmentLine",
     "StockLevel",
     "StockMovement",
+    "Supplier",
+    "SupplierProduct",
 ]

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from stockflow.api.deps import ListParamsDep, ReaderPrincipal, SessionDep, StaffPrincipal
+from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.schemas import ListResponse, ResourceId, SkuPath
+from stockflow.purchasing import service
+from stockflow.purchasing.schemas import (
+    SupplierCreate,
+    SupplierProductCreate,
+    SupplierProductRead,
+    SupplierProductUpdate,
+    SupplierRead,
+    SupplierUpdate,
+)
+
+suppliers_router = APIRouter(prefix="/suppliers", tags=["Suppliers"])
+product_suppliers_router = APIRouter(prefix="/products/{sku}/suppliers", tags=["Suppliers"])
+
+_ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update safely."}}
+
+
+@suppliers_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SupplierRead,
+    summary="Create a supplier",
+    description=(
+        "Someone we buy from: contact, lead time in days, and the connector that carries "
+        "purchase orders to them (`manual`, `email` with `to`, or `webhook` with `url`). "
+        "Staff. Send `Idempotency-Key` to make retries safe."
+    ),
+    responses={201: {"headers": _ETAG_HEADER}},
+)
+async def create_supplier(
+    data: SupplierCreate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.create_supplier(session, actor=principal, data=data),
+        headers=lambda supplier: {
+            "ETag": service.etag_of(supplier),
+            "Location": f"/v1/suppliers/{supplier.id}",
+        },
+    )
+
+
+@suppliers_router.get(
+    "",
+    summary="List suppliers",
+    description="Newest first. Admin, staff and service keys.",
+)
+async def list_suppliers(
+    session: SessionDep,
+    _principal: ReaderPrincipal,
+    params: ListParamsDep,
+    active: Annotated[bool | None, Query(description="Only active (or inactive) ones.")] = None,
+) -> ListResponse[SupplierRead]:
+    page = await service.list_suppliers(
+        session, limit=params.limit, cursor=params.cursor, active=active
+    )
+    return ListResponse(data=page.items, next_cursor=page.next_cursor)
+
+
+@suppliers_router.get(
+    "/{supplier_id}",
+    summary="Get a supplier",
+    description="Answers with an `ETag` for a later `If-Match` update.",
+    responses={200: {"headers": _ETAG_HEADER}},
+)
+async def get_supplier(
+    supplier_id: ResourceId, response: Response, session: SessionDep, _principal: ReaderPrincipal
+) -> SupplierRead:
+    supplier = await service.get_supplier(session, supplier_id=supplier_id)
+    response.headers["ETag"] = service.etag_of(supplier)
+    return supplier
+
+
+@suppliers_router.patch(
+    "/{supplier_id}",
+    summary="Update a supplier",
+    description=(
+        "Changes the given fields. With `If-Match`, only if unchanged since that ETag (else "
+        "412). Deactivate with `active: false`; suppliers are never deleted. Staff."
+    ),
+    responses={200: {"headers": _ETAG_HEADER}},
+)
+async def update_supplier(
+    supplier_id: ResourceId,
+    data: SupplierUpdate,
+    response: Response,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    if_match: Annotated[
+        str | None, Header(description="ETag from a previous read of this supplier.")
+    ] = None,
+) -> SupplierRead:
+    supplier = await service.update_supplier(
+        session, actor=principal, supplier_id=supplier_id, data=data, if_match=if_match
+    )
+    response.headers["ETag"] = service.etag_of(supplier)
+    return supplier
+
+
+@product_suppliers_router.get(
+    "",
+    summary="List a product's suppliers",
+    description=(
+        "Preferred supplier (highest priority) first, flagged `preferred`. A product has few "
+        "suppliers, so this list is always one page (`next_cursor` null). Staff."
+    ),
+)
+async def list_product_suppliers(
+    sku: SkuPath, session: SessionDep, _principal: StaffPrincipal
+) -> ListResponse[SupplierProductRead]:
+    links = await service.list_product_suppliers(session, sku=sku)
+    return ListResponse(data=links, next_cursor=None)
+
+
+@product_suppliers_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SupplierProductRead,
+    summary="Add a supplier to a product",
+    description=(
+        "The supplier's SKU, cost price, pack size, minimum order quantity, lead time and "
+        "priority for this product. One entry per supplier and product (else 409). Staff."
+    ),
+)
+async def add_product_supplier(
+    sku: SkuPath,
+    data: SupplierProductCreate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.add_product_supplier(session, actor=principal, sku=sku, data=data)
+    )
+
+
+@product_suppliers_router.patch(
+    "/{supplier_id}",
+    summary="Change a supplier's terms for a product",
+    description="Changes the given fields of the entry. Staff.",
+)
+async def update_product_supplier(
+    sku: SkuPath,
+    supplier_id: ResourceId,
+    data: SupplierProductUpdate,
+    session: SessionDep,
+    principal: StaffPrincipal,
+) -> SupplierProductRead:
+    return await service.update_product_supplier(
+        session, actor=principal, sku=sku, supplier_id=supplier_id, data=data
+    )
+
+
+@product_suppliers_router.delete(
+    "/{supplier_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a supplier from a product",
+    description="The supplier no longer sells this product to us. Staff.",
+)
+async def remove_product_supplier(
+    sku: SkuPath, supplier_id: ResourceId, session: SessionDep, principal: StaffPrincipal
+) -> None:
+    await service.remove_product_supplier(
+        session, actor=principal, sku=sku, supplier_id=supplier_id
+    )

@@ -1,0 +1,269 @@
+"""Suppliers and the terms on which they sell us each product.
+
+The preferred supplier of a product is the one with the highest priority; replenishment
+orders from it. Links are few and rarely changed, so plain ORM writes serve them well.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.audit import service as audit
+from stockflow.auth.roles import Principal
+from stockflow.catalog import repository as catalog_repository
+from stockflow.db.models import Product, Supplier, SupplierProduct
+from stockflow.db.pagination import Page
+from stockflow.errors import AlreadyExists, InvalidRequest, NotFound, PreconditionFailed
+from stockflow.ids import new_id
+from stockflow.purchasing import repository
+from stockflow.purchasing.schemas import (
+    SupplierCreate,
+    SupplierProductCreate,
+    SupplierProductRead,
+    SupplierProductUpdate,
+    SupplierRead,
+    SupplierUpdate,
+)
+
+
+def etag_of(supplier: SupplierRead) -> str:
+    return f'"{supplier.id}.{supplier.version}"'
+
+
+def _matches(if_match: str, etag: str) -> bool:
+    candidates = [part.strip() for part in if_match.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+async def create_supplier(
+    session: AsyncSession, *, actor: Principal, data: SupplierCreate
+) -> SupplierRead:
+    now = datetime.now(UTC)
+    supplier = Supplier(
+        id=new_id("sup"),
+        name=data.name,
+        contact_email=str(data.contact_email) if data.contact_email else None,
+        lead_time_days=data.lead_time_days,
+        connector=data.connector.model_dump(mode="json"),
+        active=data.active,
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.add(session, supplier)
+    read = SupplierRead.model_validate(supplier)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier.created",
+        resource_type="supplier",
+        resource_id=supplier.id,
+        before=None,
+        after=read.model_dump(mode="json"),
+    )
+    return read
+
+
+async def get_supplier(session: AsyncSession, *, supplier_id: str) -> SupplierRead:
+    supplier = await repository.get_supplier(session, supplier_id)
+    if supplier is None:
+        raise NotFound(f"Supplier {supplier_id} does not exist.")
+    return SupplierRead.model_validate(supplier)
+
+
+async def list_suppliers(
+    session: AsyncSession, *, limit: int, cursor: str | None, active: bool | None
+) -> Page[SupplierRead]:
+    page = await repository.list_suppliers(session, limit=limit, cursor=cursor, active=active)
+    return Page([SupplierRead.model_validate(s) for s in page.items], page.next_cursor)
+
+
+async def update_supplier(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    supplier_id: str,
+    data: SupplierUpdate,
+    if_match: str | None,
+) -> SupplierRead:
+    supplier = await repository.get_supplier_for_update(session, supplier_id)
+    if supplier is None:
+        raise NotFound(f"Supplier {supplier_id} does not exist.")
+    before = SupplierRead.model_validate(supplier)
+    if if_match is not None and not _matches(if_match, etag_of(before)):
+        raise PreconditionFailed(
+            f"Supplier {supplier_id} has changed since that ETag was issued.",
+            current_etag=etag_of(before),
+        )
+    for field in data.model_fields_set:
+        value: Any = getattr(data, field)
+        if field == "connector":
+            value = value.model_dump(mode="json")
+        elif field == "contact_email" and value is not None:
+            value = str(value)
+        setattr(supplier, field, value)
+    if not session.is_modified(supplier):
+        return before
+    supplier.updated_at = datetime.now(UTC)
+    await repository.save(session)
+    after = SupplierRead.model_validate(supplier)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier.updated",
+        resource_type="supplier",
+        resource_id=supplier.id,
+        before=before.model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return after
+
+
+def _link_read(link: SupplierProduct, *, sku: str, preferred: bool) -> SupplierProductRead:
+    return SupplierProductRead(
+        id=link.id,
+        sku=sku,
+        supplier_id=link.supplier_id,
+        supplier_sku=link.supplier_sku,
+        cost_price=link.cost_price,
+        currency=link.currency,
+        pack_size=link.pack_size,
+        min_order_qty=link.min_order_qty,
+        lead_time_days=link.lead_time_days,
+        priority=link.priority,
+        preferred=preferred,
+        created_at=link.created_at,
+        updated_at=link.updated_at,
+    )
+
+
+async def _product(session: AsyncSession, sku: str) -> Product:
+    product = await catalog_repository.get_by_sku(session, sku)
+    if product is None:
+        raise NotFound(f"Product {sku} does not exist.")
+    return product
+
+
+async def list_product_suppliers(session: AsyncSession, *, sku: str) -> list[SupplierProductRead]:
+    product = await _product(session, sku)
+    links = await repository.supplier_products(session, product.id)
+    return [
+        _link_read(link, sku=product.sku, preferred=index == 0) for index, link in enumerate(links)
+    ]
+
+
+async def _read_link(
+    session: AsyncSession, product: Product, supplier_id: str
+) -> SupplierProductRead:
+    links = await repository.supplier_products(session, product.id)
+    for index, link in enumerate(links):
+        if link.supplier_id == supplier_id:
+            return _link_read(link, sku=product.sku, preferred=index == 0)
+    raise NotFound(f"Supplier {supplier_id} does not sell {product.sku}.")
+
+
+async def add_product_supplier(
+    session: AsyncSession, *, actor: Principal, sku: str, data: SupplierProductCreate
+) -> SupplierProductRead:
+    product = await _product(session, sku)
+    if await repository.get_supplier(session, data.supplier_id) is None:
+        raise InvalidRequest(
+            f"Supplier {data.supplier_id} does not exist.",
+            errors=[{"location": "body.supplier_id", "message": "unknown supplier"}],
+        )
+    now = datetime.now(UTC)
+    link = SupplierProduct(
+        id=new_id("spr"),
+        product_id=product.id,
+        supplier_id=data.supplier_id,
+        supplier_sku=data.supplier_sku,
+        cost_price=data.cost_price,
+        currency=str(data.currency),
+        pack_size=data.pack_size,
+        min_order_qty=data.min_order_qty,
+        lead_time_days=data.lead_time_days,
+        priority=data.priority,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            await repository.add(session, link)
+    except IntegrityError as exc:
+        # The unique (product, supplier) pair; also when a concurrent request added it first.
+        raise AlreadyExists(
+            f"Supplier {data.supplier_id} already sells {sku}; change it with PATCH.",
+            sku=sku,
+            supplier_id=data.supplier_id,
+        ) from exc
+    read = await _read_link(session, product, data.supplier_id)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier_product.created",
+        resource_type="supplier_product",
+        resource_id=link.id,
+        before=None,
+        after=read.model_dump(mode="json"),
+    )
+    return read
+
+
+async def update_product_supplier(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    sku: str,
+    supplier_id: str,
+    data: SupplierProductUpdate,
+) -> SupplierProductRead:
+    product = await _product(session, sku)
+    link = await repository.get_supplier_product(
+        session, product_id=product.id, supplier_id=supplier_id
+    )
+    if link is None:
+        raise NotFound(f"Supplier {supplier_id} does not sell {sku}.")
+    before = await _read_link(session, product, supplier_id)
+    for field in data.model_fields_set:
+        value: Any = getattr(data, field)
+        setattr(link, field, str(value) if field == "currency" else value)
+    if not session.is_modified(link):
+        return before
+    link.updated_at = datetime.now(UTC)
+    await repository.save(session)
+    after = await _read_link(session, product, supplier_id)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier_product.updated",
+        resource_type="supplier_product",
+        resource_id=link.id,
+        before=before.model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return after
+
+
+async def remove_product_supplier(
+    session: AsyncSession, *, actor: Principal, sku: str, supplier_id: str
+) -> None:
+    product = await _product(session, sku)
+    link = await repository.get_supplier_product(
+        session, product_id=product.id, supplier_id=supplier_id
+    )
+    if link is None:
+        raise NotFound(f"Supplier {supplier_id} does not sell {sku}.")
+    before = await _read_link(session, product, supplier_id)
+    await repository.remove_supplier_product(session, link)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier_product.removed",
+        resource_type="supplier_product",
+        resource_id=link.id,
+        before=before.model_dump(mode="json"),
+        after=None,
+    )
