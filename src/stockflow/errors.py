@@ -204,3 +204,24 @@ class ShipmentExceedsReserved(StockflowError):
         "A shipment line asks to ship more than the order has reserved and not yet shipped. "
         "`items` lists each such SKU with `requested` and `shippable`."
     )
+
+
+class BackorderNeedsSupplier(StockflowError):
+    slug = "backorder-needs-supplier"
+    title = "Backorder policy needs a preferred supplier"
+    status = 422
+    description = (
+        "A product with `shortage_policy: backorder` orders its shortfall from its preferred "
+        "supplier, so it needs one: give `suppliers` when creating it (or add one under "
+        "/v1/products/{sku}/suppliers first), or set `shortage_policy: reject`."
+    )
+
+
+class SupplierStillNeeded(StockflowError):
+    slug = "supplier-still-needed"
+    title = "Supplier still needed"
+    status = 409
+    description = (
+        "This is the last supplier of a product whose shortage policy is `backorder`. Add "
+        "another supplier first, or switch the product to `shortage_policy: reject`."
+    )

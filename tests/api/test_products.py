@@ -87,6 +87,10 @@ async def test_create_answers_the_product_with_etag_and_location(
         "currency": "EUR",
         "active": True,
         "metadata": {"colour": "blue", "tags": [1, 2]},
+        "shortage_policy": "reject",
+        "replenish_buffer_pct": 20,
+        "reorder_point": None,
+        "reorder_up_to": None,
         "version": 1,
     }
     assert parse_time(body["created_at"]) == parse_time(body["updated_at"])

@@ -5,11 +5,18 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, StaffPrincipal
+from stockflow.api.deps import (
+    AnyPrincipal,
+    ListParamsDep,
+    SessionDep,
+    SettingsDep,
+    StaffPrincipal,
+)
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, SkuPath
 from stockflow.catalog import service
 from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
+from stockflow.inventory.policy import ShortagePolicy
 
 router = APIRouter(prefix="/products", tags=["Products"])
 
@@ -30,11 +37,15 @@ _ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update sa
 async def create_product(
     data: ProductCreate,
     session: SessionDep,
+    settings: SettingsDep,
     principal: StaffPrincipal,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    default_policy = ShortagePolicy(settings.default_shortage_policy)
     return await idempotency.respond(
-        lambda: service.create_product(session, actor=principal, data=data),
+        lambda: service.create_product(
+            session, actor=principal, data=data, default_policy=default_policy
+        ),
         headers=lambda product: {
             "ETag": service.etag_of(product),
             "Location": f"/v1/products/{product.sku}",

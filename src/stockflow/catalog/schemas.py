@@ -3,10 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 from pydantic_extra_types.currency_code import ISO4217
 
 from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.inventory.policy import MAX_BUFFER_PCT, ShortagePolicy
+from stockflow.purchasing.schemas import SupplierProductCreate
 
 SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
@@ -23,6 +25,25 @@ MinorUnits = Annotated[
         description="Price in the currency's minor units (cents for EUR and USD).",
     ),
 ]
+
+BufferPct = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_BUFFER_PCT,
+        description="Extra percentage ordered on top of the backlog (backorder policy).",
+    ),
+]
+StockLevelSetting = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+
+
+def check_reorder_levels(point: int | None, up_to: int | None) -> None:
+    if up_to is not None and point is None:
+        raise ValueError("reorder_up_to needs a reorder_point")
+    if point is not None and up_to is not None and up_to < point:
+        raise ValueError("reorder_up_to must be at least reorder_point")
+
 
 _SERVER_OWNED = frozenset(
     {"id", "created_at", "updated_at", "version", "backordered", "on_order", "etag"}
@@ -41,6 +62,33 @@ class ProductCreate(WriteModel):
     currency: ISO4217 = Field(examples=["EUR"], description="ISO 4217 code.")
     active: bool = Field(default=True, description="Inactive products cannot be ordered.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    shortage_policy: ShortagePolicy | None = Field(
+        default=None,
+        description=(
+            "`reject` refuses an order that asks for more than is available; `backorder` "
+            "accepts it and orders the difference plus the buffer from the preferred "
+            "supplier. Omitted: the deployment's STOCKFLOW_DEFAULT_SHORTAGE_POLICY."
+        ),
+        examples=["backorder"],
+    )
+    replenish_buffer_pct: BufferPct = 20
+    reorder_point: StockLevelSetting | None = Field(
+        default=None,
+        description="Order more when available + on order - backordered falls below this.",
+    )
+    reorder_up_to: StockLevelSetting | None = Field(
+        default=None, description="Level a reorder-point order fills up to (default: the point)."
+    )
+    suppliers: list[SupplierProductCreate] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Suppliers of this product and their terms, added with it.",
+    )
+
+    @model_validator(mode="after")
+    def _reorder_levels(self) -> ProductCreate:
+        check_reorder_levels(self.reorder_point, self.reorder_up_to)
+        return self
 
 
 class ProductUpdate(WriteModel):
@@ -54,8 +102,23 @@ class ProductUpdate(WriteModel):
     currency: ISO4217 | None = None
     active: bool | None = Field(default=None, examples=[False])
     metadata: dict[str, Any] | None = None
+    shortage_policy: ShortagePolicy | None = None
+    replenish_buffer_pct: BufferPct | None = None
+    reorder_point: StockLevelSetting | None = Field(
+        default=None, description="null removes the reorder point (and reorder_up_to)."
+    )
+    reorder_up_to: StockLevelSetting | None = None
 
-    @field_validator("name", "unit_price", "currency", "active", "metadata", mode="before")
+    @field_validator(
+        "name",
+        "unit_price",
+        "currency",
+        "active",
+        "metadata",
+        "shortage_policy",
+        "replenish_buffer_pct",
+        mode="before",
+    )
     @classmethod
     def _no_null_for_required(cls, value: Any) -> Any:
         # Omitted means "leave as is"; an explicit null would erase a required field. Checked
@@ -74,6 +137,10 @@ class ProductRead(ReadModel):
     currency: str = Field(examples=["EUR"])
     active: bool
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    shortage_policy: ShortagePolicy
+    replenish_buffer_pct: int
+    reorder_point: int | None
+    reorder_up_to: int | None
     version: int = Field(description="Changes on every update; the ETag is built from it.")
     created_at: datetime
     updated_at: datetime

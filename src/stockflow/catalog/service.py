@@ -10,12 +10,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.catalog import repository
-from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
+from stockflow.catalog.schemas import (
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+    check_reorder_levels,
+)
 from stockflow.db.models import Product
 from stockflow.db.pagination import Page
-from stockflow.errors import AlreadyExists, NotFound, PreconditionFailed
+from stockflow.errors import (
+    AlreadyExists,
+    BackorderNeedsSupplier,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+)
 from stockflow.ids import new_id
 from stockflow.inventory import repository as inventory_repository
+from stockflow.inventory.policy import ShortagePolicy
+from stockflow.purchasing import repository as purchasing_repository
+from stockflow.purchasing import service as purchasing_service
 
 
 def etag_of(product: ProductRead) -> str:
@@ -35,8 +49,23 @@ async def _visible_product(session: AsyncSession, viewer: Principal, sku: str) -
     return product
 
 
+async def _require_supplier_for_backorder(session: AsyncSession, product: Product) -> None:
+    if product.shortage_policy != ShortagePolicy.BACKORDER:
+        return
+    if not await purchasing_repository.supplier_products(session, product.id):
+        raise BackorderNeedsSupplier(
+            f"Product {product.sku} has shortage_policy backorder but no supplier: give "
+            "`suppliers`, or set `shortage_policy: reject`.",
+            sku=product.sku,
+        )
+
+
 async def create_product(
-    session: AsyncSession, *, actor: Principal, data: ProductCreate
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    data: ProductCreate,
+    default_policy: ShortagePolicy = ShortagePolicy.REJECT,
 ) -> ProductRead:
     if await repository.get_by_sku(session, data.sku) is not None:
         raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
@@ -52,6 +81,10 @@ async def create_product(
             currency=str(data.currency),
             active=data.active,
             metadata_=data.metadata,
+            shortage_policy=(data.shortage_policy or default_policy).value,
+            replenish_buffer_pct=data.replenish_buffer_pct,
+            reorder_point=data.reorder_point,
+            reorder_up_to=data.reorder_up_to,
             created_at=now,
             updated_at=now,
         ),
@@ -61,6 +94,11 @@ async def create_product(
         raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
     product = added
     await inventory_repository.open_stock_rows(session, product_id=product.id, now=now)
+    for link in data.suppliers:
+        await purchasing_service.add_product_supplier(
+            session, actor=actor, sku=product.sku, data=link
+        )
+    await _require_supplier_for_backorder(session, product)
     read = ProductRead.model_validate(product)
     await audit.record(
         session,
@@ -115,13 +153,25 @@ async def update_product(
             current_etag=etag_of(before),
         )
     changes = data.model_dump(exclude_unset=True)
+    if "reorder_point" in changes and changes["reorder_point"] is None:
+        changes.setdefault("reorder_up_to", None)  # no level to fill up to without a point
     for field, value in changes.items():
         if field == "metadata":
             product.metadata_ = value
         elif field == "currency":
             product.currency = str(value)
+        elif field == "shortage_policy":
+            product.shortage_policy = ShortagePolicy(value).value
         else:
             setattr(product, field, value)
+    try:
+        check_reorder_levels(product.reorder_point, product.reorder_up_to)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Product {sku}: {exc}.",
+            errors=[{"location": "body.reorder_up_to", "message": str(exc)}],
+        ) from exc
+    await _require_supplier_for_backorder(session, product)
     if not session.is_modified(product):
         return before
     product.updated_at = datetime.now(UTC)

@@ -17,7 +17,13 @@ from stockflow.auth.roles import Principal
 from stockflow.catalog import repository as catalog_repository
 from stockflow.db.models import Product, Supplier, SupplierProduct
 from stockflow.db.pagination import Page
-from stockflow.errors import AlreadyExists, InvalidRequest, NotFound, PreconditionFailed
+from stockflow.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    SupplierStillNeeded,
+)
 from stockflow.ids import new_id
 from stockflow.purchasing import repository
 from stockflow.purchasing.schemas import (
@@ -256,6 +262,16 @@ async def remove_product_supplier(
     )
     if link is None:
         raise NotFound(f"Supplier {supplier_id} does not sell {sku}.")
+    if (
+        product.shortage_policy == "backorder"
+        and len(await repository.supplier_products(session, product.id)) == 1
+    ):
+        raise SupplierStillNeeded(
+            f"{supplier_id} is the only supplier of {sku}, whose shortage policy is "
+            "backorder: add another supplier first, or set `shortage_policy: reject`.",
+            sku=sku,
+            supplier_id=supplier_id,
+        )
     before = await _read_link(session, product, supplier_id)
     await repository.remove_supplier_product(session, link)
     await audit.record(

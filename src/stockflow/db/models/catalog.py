@@ -16,6 +16,18 @@ class Product(Base):
         CheckConstraint("length(currency) = 3", name="currency_iso4217"),
         CheckConstraint("backordered >= 0", name="backordered_non_negative"),
         CheckConstraint("on_order >= 0", name="on_order_non_negative"),
+        CheckConstraint("shortage_policy IN ('reject', 'backorder')", name="shortage_policy_known"),
+        CheckConstraint(
+            "replenish_buffer_pct BETWEEN 0 AND 500", name="replenish_buffer_pct_range"
+        ),
+        CheckConstraint(
+            "reorder_point IS NULL OR reorder_point >= 0", name="reorder_point_non_negative"
+        ),
+        CheckConstraint(
+            "reorder_up_to IS NULL OR (reorder_point IS NOT NULL "
+            "AND reorder_up_to >= reorder_point)",
+            name="reorder_up_to_at_least_point",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -31,6 +43,12 @@ class Product(Base):
     # reasons about the product as a whole.
     backordered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     on_order: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What an order that asks for more than is available does: refuse, or backorder the
+    # difference and order it (plus the buffer) from the preferred supplier.
+    shortage_policy: Mapped[str] = mapped_column(String(20), server_default="reject")
+    replenish_buffer_pct: Mapped[int] = mapped_column(Integer, server_default="20")
+    reorder_point: Mapped[int | None] = mapped_column(Integer)
+    reorder_up_to: Mapped[int | None] = mapped_column(Integer)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
