@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_extra_types.currency_code import ISO4217
 
 from stockflow.api.schemas import ReadModel, WriteModel
@@ -85,10 +85,15 @@ class ProductCreate(WriteModel):
         description="Suppliers of this product and their terms, added with it.",
     )
 
-    @model_validator(mode="after")
-    def _reorder_levels(self) -> ProductCreate:
-        check_reorder_levels(self.reorder_point, self.reorder_up_to)
-        return self
+    @field_validator("reorder_up_to")
+    @classmethod
+    def _reorder_levels(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, so that the error names body.reorder_up_to as PATCH does (a
+        # model validator's error would name the whole body). A reorder_point that failed
+        # its own validation is absent here and already reported.
+        if "reorder_point" in info.data:
+            check_reorder_levels(info.data["reorder_point"], value)
+        return value
 
 
 class ProductUpdate(WriteModel):

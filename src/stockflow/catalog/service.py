@@ -60,6 +60,12 @@ async def _require_supplier_for_backorder(session: AsyncSession, product: Produc
         )
 
 
+def _inline_location(index: int, location: str) -> str:
+    prefix = "body."
+    field = location[len(prefix) :] if location.startswith(prefix) else location
+    return f"body.suppliers.{index}.{field}"
+
+
 async def create_product(
     session: AsyncSession,
     *,
@@ -94,10 +100,21 @@ async def create_product(
         raise AlreadyExists(f"Product {data.sku} already exists.", sku=data.sku)
     product = added
     await inventory_repository.open_stock_rows(session, product_id=product.id, now=now)
-    for link in data.suppliers:
-        await purchasing_service.add_product_supplier(
-            session, actor=actor, sku=product.sku, data=link
-        )
+    for index, link in enumerate(data.suppliers):
+        try:
+            await purchasing_service.add_product_supplier(
+                session, actor=actor, sku=product.sku, data=link
+            )
+        except InvalidRequest as exc:
+            # The supplier service names fields of its own body (body.supplier_id); here
+            # that body is one item of `suppliers`.
+            raise InvalidRequest(
+                exc.detail,
+                errors=[
+                    {**error, "location": _inline_location(index, error["location"])}
+                    for error in exc.extensions.get("errors", [])
+                ],
+            ) from exc
     await _require_supplier_for_backorder(session, product)
     read = ProductRead.model_validate(product)
     await audit.record(
@@ -171,7 +188,11 @@ async def update_product(
             f"Product {sku}: {exc}.",
             errors=[{"location": "body.reorder_up_to", "message": str(exc)}],
         ) from exc
-    await _require_supplier_for_backorder(session, product)
+    # Without autoflush: the look-up of the suppliers would otherwise write the pending
+    # changes, after which the product no longer counts as modified and the update would
+    # answer the old state, with no audit record and no new updated_at.
+    with session.no_autoflush:
+        await _require_supplier_for_backorder(session, product)
     if not session.is_modified(product):
         return before
     product.updated_at = datetime.now(UTC)

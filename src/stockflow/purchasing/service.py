@@ -146,8 +146,11 @@ def _link_read(link: SupplierProduct, *, sku: str, preferred: bool) -> SupplierP
     )
 
 
-async def _product(session: AsyncSession, sku: str) -> Product:
-    product = await catalog_repository.get_by_sku(session, sku)
+async def _product(session: AsyncSession, sku: str, *, lock: bool = False) -> Product:
+    if lock:
+        product = await catalog_repository.get_by_sku_for_update(session, sku)
+    else:
+        product = await catalog_repository.get_by_sku(session, sku)
     if product is None:
         raise NotFound(f"Product {sku} does not exist.")
     return product
@@ -256,7 +259,10 @@ async def update_product_supplier(
 async def remove_product_supplier(
     session: AsyncSession, *, actor: Principal, sku: str, supplier_id: str
 ) -> None:
-    product = await _product(session, sku)
+    # The product row stays locked until commit: two removals of a backorder product's last
+    # two suppliers would otherwise each count two and leave it with none (PostgreSQL; a
+    # SQLite writer holds the database lock already). A policy change locks it too.
+    product = await _product(session, sku, lock=True)
     link = await repository.get_supplier_product(
         session, product_id=product.id, supplier_id=supplier_id
     )
