@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow import etags
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.catalog import repository
@@ -23,7 +24,6 @@ from stockflow.errors import (
     BackorderNeedsSupplier,
     InvalidRequest,
     NotFound,
-    PreconditionFailed,
 )
 from stockflow.ids import new_id
 from stockflow.inventory import repository as inventory_repository
@@ -33,12 +33,7 @@ from stockflow.purchasing import service as purchasing_service
 
 
 def etag_of(product: ProductRead) -> str:
-    return f'"{product.id}.{product.version}"'
-
-
-def _matches(if_match: str, etag: str) -> bool:
-    candidates = [part.strip() for part in if_match.split(",")]
-    return "*" in candidates or etag in candidates
+    return etags.etag(product.id, product.version)
 
 
 async def _visible_product(session: AsyncSession, viewer: Principal, sku: str) -> Product:
@@ -164,11 +159,7 @@ async def update_product(
     if product is None:
         raise NotFound(f"Product {sku} does not exist.")
     before = ProductRead.model_validate(product)
-    if if_match is not None and not _matches(if_match, etag_of(before)):
-        raise PreconditionFailed(
-            f"Product {sku} has changed since that ETag was issued.",
-            current_etag=etag_of(before),
-        )
+    etags.require_match(if_match, etag_of(before), what=f"Product {sku}")
     changes = data.model_dump(exclude_unset=True)
     if "reorder_point" in changes and changes["reorder_point"] is None:
         changes.setdefault("reorder_up_to", None)  # no level to fill up to without a point

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow import etags
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.catalog import repository as catalog_repository
@@ -21,7 +22,6 @@ from stockflow.errors import (
     AlreadyExists,
     InvalidRequest,
     NotFound,
-    PreconditionFailed,
     SupplierStillNeeded,
 )
 from stockflow.ids import new_id
@@ -37,12 +37,7 @@ from stockflow.purchasing.schemas import (
 
 
 def etag_of(supplier: SupplierRead) -> str:
-    return f'"{supplier.id}.{supplier.version}"'
-
-
-def _matches(if_match: str, etag: str) -> bool:
-    candidates = [part.strip() for part in if_match.split(",")]
-    return "*" in candidates or etag in candidates
+    return etags.etag(supplier.id, supplier.version)
 
 
 async def create_supplier(
@@ -99,11 +94,7 @@ async def update_supplier(
     if supplier is None:
         raise NotFound(f"Supplier {supplier_id} does not exist.")
     before = SupplierRead.model_validate(supplier)
-    if if_match is not None and not _matches(if_match, etag_of(before)):
-        raise PreconditionFailed(
-            f"Supplier {supplier_id} has changed since that ETag was issued.",
-            current_etag=etag_of(before),
-        )
+    etags.require_match(if_match, etag_of(before), what=f"Supplier {supplier_id}")
     for field in data.model_fields_set:
         value: Any = getattr(data, field)
         if field == "connector":
