@@ -222,6 +222,7 @@ class SupplierStillNeeded(StockflowError):
     title = "Supplier still needed"
     status = 409
     description = (
-        "This is the last supplier of a product whose shortage policy is `backorder`. Add "
+        "The supplier is the last active one of a product whose shortage policy is "
+        "`backorder`, so it can be neither removed from the product nor deactivated. Add "
         "another supplier first, or switch the product to `shortage_policy: reject`."
     )

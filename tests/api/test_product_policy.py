@@ -329,7 +329,7 @@ async def test_an_unknown_inline_supplier_is_422_and_creates_nothing(
     assert await catalog_rows(database) == NOTHING
 
 
-async def test_a_duplicate_inline_supplier_is_409_and_creates_nothing(
+async def test_a_duplicate_inline_supplier_is_422_and_creates_nothing(
     client: httpx.AsyncClient, keys: Keys, database: Database
 ) -> None:
     supplier_id = await create_supplier(client, keys, "Stoneware Bros.")
@@ -343,7 +343,7 @@ async def test_a_duplicate_inline_supplier_is_409_and_creates_nothing(
         headers=keys.staff,
     )
 
-    assert_problem(response, 409, "already-exists", sku=SKU, supplier_id=supplier_id)
+    assert_invalid(response, "body.suppliers", "listed twice")
     assert await catalog_rows(database) == NOTHING
 
 
@@ -799,3 +799,57 @@ async def test_the_database_accepts_the_bounds(database: Database, product_id: s
         "reorder_up_to = NULL WHERE id = :id",
         id=product_id,
     )
+
+
+async def test_an_inactive_supplier_cannot_be_linked(
+    client: httpx.AsyncClient, keys: Keys, database: Database
+) -> None:
+    supplier_id = await create_supplier(client, keys, "Retired Ltd.")
+    deactivated = await client.patch(
+        f"/v1/suppliers/{supplier_id}", json={"active": False}, headers=keys.staff
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    response = await client.post(
+        "/v1/products",
+        json=product_body(shortage_policy="backorder", suppliers=[link_body(supplier_id)]),
+        headers=keys.staff,
+    )
+    assert_invalid(response, "body.suppliers.0.supplier_id", "inactive supplier")
+    assert await catalog_rows(database) == NOTHING
+
+
+async def test_the_last_active_supplier_of_a_backorder_product_cannot_be_deactivated(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    only = await create_supplier(client, keys, "Only Ltd.")
+    spare = await create_supplier(client, keys, "Spare Ltd.")
+    created = await client.post(
+        "/v1/products",
+        json=product_body(
+            shortage_policy="backorder",
+            suppliers=[link_body(only, priority=10), link_body(spare, priority=1)],
+        ),
+        headers=keys.staff,
+    )
+    assert created.status_code == 201, created.text
+
+    # With another active supplier, the preferred one may retire; the other takes over.
+    retired = await client.patch(
+        f"/v1/suppliers/{only}", json={"active": False}, headers=keys.staff
+    )
+    assert retired.status_code == 200, retired.text
+    links = (await client.get(f"/v1/products/{SKU}/suppliers", headers=keys.staff)).json()["data"]
+    assert [(link["supplier_id"], link["preferred"]) for link in links] == [
+        (spare, True),
+        (only, False),
+    ]
+
+    # Now the spare is the last active one: it can neither retire nor be removed.
+    refused = await client.patch(
+        f"/v1/suppliers/{spare}", json={"active": False}, headers=keys.staff
+    )
+    assert_problem(refused, 409, "supplier-still-needed", supplier_id=spare, skus=[SKU])
+    still = await client.get(f"/v1/suppliers/{spare}", headers=keys.staff)
+    assert still.json()["active"] is True
+    removed = await client.delete(f"/v1/products/{SKU}/suppliers/{spare}", headers=keys.staff)
+    assert_problem(removed, 409, "supplier-still-needed")

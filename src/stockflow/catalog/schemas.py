@@ -85,6 +85,18 @@ class ProductCreate(WriteModel):
         description="Suppliers of this product and their terms, added with it.",
     )
 
+    @field_validator("suppliers")
+    @classmethod
+    def _one_entry_per_supplier(
+        cls, value: list[SupplierProductCreate]
+    ) -> list[SupplierProductCreate]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.supplier_id in seen:
+                raise ValueError(f"supplier {entry.supplier_id} is listed twice")
+            seen.add(entry.supplier_id)
+        return value
+
     @field_validator("reorder_up_to")
     @classmethod
     def _reorder_levels(cls, value: int | None, info: ValidationInfo) -> int | None:

@@ -47,9 +47,10 @@ async def _visible_product(session: AsyncSession, viewer: Principal, sku: str) -
 async def _require_supplier_for_backorder(session: AsyncSession, product: Product) -> None:
     if product.shortage_policy != ShortagePolicy.BACKORDER:
         return
-    if not await purchasing_repository.supplier_products(session, product.id):
+    links = await purchasing_repository.supplier_products(session, product.id)
+    if not any(active for _link, active in links):
         raise BackorderNeedsSupplier(
-            f"Product {product.sku} has shortage_policy backorder but no supplier: give "
+            f"Product {product.sku} has shortage_policy backorder but no active supplier: give "
             "`suppliers`, or set `shortage_policy: reject`.",
             sku=product.sku,
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.db.models import Supplier, SupplierProduct
+from stockflow.db.models import Product, Supplier, SupplierProduct
 from stockflow.db.pagination import Page, paginate
 
 
@@ -36,12 +36,36 @@ async def list_suppliers(
     return await paginate(session, stmt, Supplier.id, limit=limit, cursor=cursor)
 
 
-async def supplier_products(session: AsyncSession, product_id: str) -> list[SupplierProduct]:
-    """A product's suppliers, preferred first (highest priority, then the longest-standing)."""
-    rows = await session.scalars(
-        select(SupplierProduct)
+async def supplier_products(
+    session: AsyncSession, product_id: str
+) -> list[tuple[SupplierProduct, bool]]:
+    """A product's suppliers with whether each is active, preferred first: active ones
+    before inactive ones, then the highest priority, then the longest-standing."""
+    rows = await session.execute(
+        select(SupplierProduct, Supplier.active)
+        .join(Supplier, Supplier.id == SupplierProduct.supplier_id)
         .where(SupplierProduct.product_id == product_id)
-        .order_by(SupplierProduct.priority.desc(), SupplierProduct.id)
+        .order_by(Supplier.active.desc(), SupplierProduct.priority.desc(), SupplierProduct.id)
+    )
+    return [(link, bool(active)) for link, active in rows.all()]
+
+
+async def backorder_products_relying_on(session: AsyncSession, supplier_id: str) -> list[str]:
+    """SKUs of backorder products for which this supplier is the only active one."""
+    other = (
+        select(SupplierProduct.id)
+        .join(Supplier, Supplier.id == SupplierProduct.supplier_id)
+        .where(SupplierProduct.product_id == Product.id)
+        .where(SupplierProduct.supplier_id != supplier_id)
+        .where(Supplier.active.is_(True))
+    )
+    rows = await session.scalars(
+        select(Product.sku)
+        .join(SupplierProduct, SupplierProduct.product_id == Product.id)
+        .where(SupplierProduct.supplier_id == supplier_id)
+        .where(Product.shortage_policy == "backorder")
+        .where(~other.exists())
+        .order_by(Product.sku)
     )
     return list(rows.all())
 

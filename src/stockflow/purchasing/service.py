@@ -95,6 +95,16 @@ async def update_supplier(
         raise NotFound(f"Supplier {supplier_id} does not exist.")
     before = SupplierRead.model_validate(supplier)
     etags.require_match(if_match, etag_of(before), what=f"Supplier {supplier_id}")
+    if data.active is False and supplier.active:
+        relying = await repository.backorder_products_relying_on(session, supplier.id)
+        if relying:
+            raise SupplierStillNeeded(
+                f"Supplier {supplier_id} is the only active supplier of "
+                + ", ".join(relying)
+                + ", whose shortage policy is backorder: give them another supplier first.",
+                supplier_id=supplier_id,
+                skus=relying,
+            )
     for field in data.model_fields_set:
         value: Any = getattr(data, field)
         if field == "connector":
@@ -151,7 +161,8 @@ async def list_product_suppliers(session: AsyncSession, *, sku: str) -> list[Sup
     product = await _product(session, sku)
     links = await repository.supplier_products(session, product.id)
     return [
-        _link_read(link, sku=product.sku, preferred=index == 0) for index, link in enumerate(links)
+        _link_read(link, sku=product.sku, preferred=index == 0 and active)
+        for index, (link, active) in enumerate(links)
     ]
 
 
@@ -159,9 +170,9 @@ async def _read_link(
     session: AsyncSession, product: Product, supplier_id: str
 ) -> SupplierProductRead:
     links = await repository.supplier_products(session, product.id)
-    for index, link in enumerate(links):
+    for index, (link, active) in enumerate(links):
         if link.supplier_id == supplier_id:
-            return _link_read(link, sku=product.sku, preferred=index == 0)
+            return _link_read(link, sku=product.sku, preferred=index == 0 and active)
     raise NotFound(f"Supplier {supplier_id} does not sell {product.sku}.")
 
 
@@ -169,7 +180,13 @@ async def add_product_supplier(
     session: AsyncSession, *, actor: Principal, sku: str, data: SupplierProductCreate
 ) -> SupplierProductRead:
     product = await _product(session, sku)
-    if await repository.get_supplier(session, data.supplier_id) is None:
+    supplier = await repository.get_supplier(session, data.supplier_id)
+    if supplier is not None and not supplier.active:
+        raise InvalidRequest(
+            f"Supplier {data.supplier_id} is inactive; activate it first.",
+            errors=[{"location": "body.supplier_id", "message": "inactive supplier"}],
+        )
+    if supplier is None:
         raise InvalidRequest(
             f"Supplier {data.supplier_id} does not exist.",
             errors=[{"location": "body.supplier_id", "message": "unknown supplier"}],
@@ -259,12 +276,14 @@ async def remove_product_supplier(
     )
     if link is None:
         raise NotFound(f"Supplier {supplier_id} does not sell {sku}.")
-    if (
-        product.shortage_policy == "backorder"
-        and len(await repository.supplier_products(session, product.id)) == 1
-    ):
+    others_active = [
+        other
+        for other, active in await repository.supplier_products(session, product.id)
+        if active and other.supplier_id != supplier_id
+    ]
+    if product.shortage_policy == "backorder" and not others_active:
         raise SupplierStillNeeded(
-            f"{supplier_id} is the only supplier of {sku}, whose shortage policy is "
+            f"{supplier_id} is the only active supplier of {sku}, whose shortage policy is "
             "backorder: add another supplier first, or set `shortage_policy: reject`.",
             sku=sku,
             supplier_id=supplier_id,
