@@ -28,6 +28,8 @@ from stockflow.errors import SupplierStillNeeded
 from stockflow.purchasing import service as purchasing_service
 from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import Keys
+from tests.supplier_links import links_of as shared_links_of
+from tests.supplier_links import post_link
 
 SKU = "POLICY-MUG"
 UNKNOWN_SUPPLIER = "sup_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"
@@ -79,21 +81,11 @@ async def create_supplier(client: httpx.AsyncClient, keys: Keys, name: str) -> s
 async def add_link(
     client: httpx.AsyncClient, keys: Keys, supplier_id: str, sku: str = SKU, **overrides: Any
 ) -> dict[str, Any]:
-    response = await client.post(
-        f"/v1/products/{sku}/suppliers",
-        json=link_body(supplier_id, **overrides),
-        headers=keys.staff,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return await post_link(client, keys, sku, link_body(supplier_id, **overrides))
 
 
 async def links_of(client: httpx.AsyncClient, keys: Keys, sku: str = SKU) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/products/{sku}/suppliers", headers=keys.staff)
-    assert response.status_code == 200, response.text
-    listed: list[dict[str, Any]] = response.json()["data"]
-    return listed
+    return await shared_links_of(client, keys, sku)
 
 
 async def read_product(client: httpx.AsyncClient, keys: Keys, sku: str = SKU) -> dict[str, Any]:

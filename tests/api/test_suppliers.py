@@ -27,6 +27,8 @@ from stockflow.purchasing import service as purchasing_service
 from stockflow.purchasing.schemas import SupplierProductCreate, SupplierUpdate
 from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import Keys
+from tests.supplier_links import links_of as shared_links_of
+from tests.supplier_links import post_link
 
 SKU = "SUP-MUG"
 REPLAYED = "Idempotent-Replayed"
@@ -82,24 +84,11 @@ def link_body(supplier_id: str, **overrides: Any) -> dict[str, Any]:
 async def add_link(
     client: httpx.AsyncClient, keys: Keys, supplier_id: str, sku: str = SKU, **overrides: Any
 ) -> dict[str, Any]:
-    response = await client.post(
-        f"/v1/products/{sku}/suppliers",
-        json=link_body(supplier_id, **overrides),
-        headers=keys.staff,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return await post_link(client, keys, sku, link_body(supplier_id, **overrides))
 
 
 async def links_of(client: httpx.AsyncClient, keys: Keys, sku: str = SKU) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/products/{sku}/suppliers", headers=keys.staff)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    # A few suppliers per product: one page, always.
-    assert body["next_cursor"] is None
-    listed: list[dict[str, Any]] = body["data"]
-    return listed
+    return await shared_links_of(client, keys, sku)
 
 
 def preferred_of(links: list[dict[str, Any]]) -> list[tuple[str, bool]]:

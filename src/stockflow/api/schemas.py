@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -14,41 +14,32 @@ from pydantic_core import PydanticCustomError
 T = TypeVar("T")
 
 
-def _nul_paths(value: Any, path: str) -> list[str]:
-    """Where in a JSON value a string (or a key) holds a NUL character."""
-    if isinstance(value, str):
-        return [path] if "\x00" in value else []
+def _paths_where(value: Any, path: str, bad: Callable[[Any], bool]) -> list[str]:
+    """Where in a JSON value a leaf (or an object key) is ``bad``, as dotted paths."""
     if isinstance(value, dict):
         found = []
         for key, item in value.items():
             child = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and "\x00" in key:
+            if bad(key):
                 found.append(child)
-            found.extend(_nul_paths(item, child))
+            found.extend(_paths_where(item, child, bad))
         return found
-    if isinstance(value, list):
-        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}.{index}")]
-    return []
-
-
-def _non_finite_paths(value: Any, path: str) -> list[str]:
-    """Where a JSON value holds NaN or an infinity (Python's parser accepts them; JSON and
-    PostgreSQL do not)."""
-    if isinstance(value, float):
-        return [] if math.isfinite(value) else [path]
-    if isinstance(value, dict):
-        return [
-            p
-            for key, item in value.items()
-            for p in _non_finite_paths(item, f"{path}.{key}" if path else str(key))
-        ]
     if isinstance(value, list):
         return [
             p
             for index, item in enumerate(value)
-            for p in _non_finite_paths(item, f"{path}.{index}")
+            for p in _paths_where(item, f"{path}.{index}", bad)
         ]
-    return []
+    return [path] if bad(value) else []
+
+
+def _holds_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def _non_finite(value: Any) -> bool:
+    # Python's JSON parser accepts NaN and Infinity; JSON and PostgreSQL do not.
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class WriteModel(BaseModel):
@@ -68,14 +59,14 @@ class WriteModel(BaseModel):
     def _refuse_read_only(cls, data: Any) -> Any:
         # PostgreSQL cannot store NUL in text or JSON while SQLite can: refusing it here
         # gives the same 422 on both instead of a storage error on one.
-        nul = _nul_paths(data, "")
+        nul = _paths_where(data, "", _holds_nul)
         if nul:
             raise PydanticCustomError(
                 "nul_character",
                 "text must not contain NUL characters: {names}",
                 {"names": ", ".join(nul), "fields": nul},
             )
-        non_finite = _non_finite_paths(data, "")
+        non_finite = _paths_where(data, "", _non_finite)
         if non_finite:
             raise PydanticCustomError(
                 "non_finite_number",

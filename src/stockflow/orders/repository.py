@@ -112,35 +112,23 @@ async def available(session: AsyncSession, product_ids: Sequence[str]) -> dict[s
     return {product_id: int(units) for product_id, units in rows}
 
 
-async def release(
-    session: AsyncSession, *, product_id: str, location_id: str, quantity: int, now: datetime
+async def _change_row(
+    session: AsyncSession,
+    *,
+    product_id: str,
+    location_id: str,
+    on_hand_delta: int,
+    reserved_delta: int,
+    now: datetime,
 ) -> StockChange:
-    """Give reserved units back to available."""
-    row = (
-        await session.execute(
-            update(StockLevel)
-            .where(StockLevel.product_id == product_id)
-            .where(StockLevel.location_id == location_id)
-            .values(reserved=StockLevel.reserved - quantity, updated_at=now)
-            .returning(StockLevel.on_hand, StockLevel.reserved)
-            .execution_options(synchronize_session=False)
-        )
-    ).one()
-    return StockChange(product_id, location_id, row[0], row[1])
-
-
-async def take_shipped(
-    session: AsyncSession, *, product_id: str, location_id: str, quantity: int, now: datetime
-) -> StockChange:
-    """Reserved units leave the building: on_hand and reserved both drop."""
     row = (
         await session.execute(
             update(StockLevel)
             .where(StockLevel.product_id == product_id)
             .where(StockLevel.location_id == location_id)
             .values(
-                on_hand=StockLevel.on_hand - quantity,
-                reserved=StockLevel.reserved - quantity,
+                on_hand=StockLevel.on_hand + on_hand_delta,
+                reserved=StockLevel.reserved + reserved_delta,
                 updated_at=now,
             )
             .returning(StockLevel.on_hand, StockLevel.reserved)
@@ -148,6 +136,34 @@ async def take_shipped(
         )
     ).one()
     return StockChange(product_id, location_id, row[0], row[1])
+
+
+async def release(
+    session: AsyncSession, *, product_id: str, location_id: str, quantity: int, now: datetime
+) -> StockChange:
+    """Give reserved units back to available."""
+    return await _change_row(
+        session,
+        product_id=product_id,
+        location_id=location_id,
+        on_hand_delta=0,
+        reserved_delta=-quantity,
+        now=now,
+    )
+
+
+async def take_shipped(
+    session: AsyncSession, *, product_id: str, location_id: str, quantity: int, now: datetime
+) -> StockChange:
+    """Reserved units leave the building: on_hand and reserved both drop."""
+    return await _change_row(
+        session,
+        product_id=product_id,
+        location_id=location_id,
+        on_hand_delta=-quantity,
+        reserved_delta=-quantity,
+        now=now,
+    )
 
 
 async def default_location_id(session: AsyncSession) -> str:
