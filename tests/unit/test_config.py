@@ -14,6 +14,8 @@ def test_defaults_to_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.sqlite_path is not None
     assert settings.sqlite_path.parts[:2] == ("var", "stockflow.db")
     assert settings.environment is Environment.DEVELOPMENT
+    # `make run` serves here, as the README's quick start says.
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
 
 
 @pytest.mark.parametrize(
