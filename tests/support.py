@@ -22,6 +22,8 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "purchase_order_lines",
+    "purchase_orders",
     "supplier_products",
     "suppliers",
     "idempotency_records",

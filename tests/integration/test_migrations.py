@@ -19,6 +19,8 @@ TABLES = {
     "idempotency_records",
     "order_lines",
     "orders",
+    "purchase_order_lines",
+    "purchase_orders",
     "shipment_lines",
     "shipments",
     "supplier_products",
@@ -85,6 +87,18 @@ EXPECTED_CHECKS: dict[str, set[str | None]] = {
         "ck_supplier_products_pack_size_positive",
         "ck_supplier_products_min_order_qty_positive",
         "ck_supplier_products_lead_time_non_negative",
+    },
+    "purchase_orders": {
+        "ck_purchase_orders_status_known",
+        "ck_purchase_orders_origin_known",
+    },
+    "purchase_order_lines": {
+        "ck_purchase_order_lines_quantity_positive",
+        "ck_purchase_order_lines_received_non_negative",
+        "ck_purchase_order_lines_cost_price_non_negative",
+        "ck_purchase_order_lines_currency_iso4217",
+        "ck_purchase_order_lines_lead_time_non_negative",
+        "ck_purchase_order_lines_reason_known",
     },
 }
 

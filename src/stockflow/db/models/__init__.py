@@ -7,7 +7,12 @@ from stockflow.db.models.customers import Customer
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
 from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
-from stockflow.db.models.purchasing import Supplier, SupplierProduct
+from stockflow.db.models.purchasing import (
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Supplier,
+    SupplierProduct,
+)
 
 __all__ = [
     "ApiKey",
@@ -18,6 +23,8 @@ __all__ = [
     "Order",
     "OrderLine",
     "Product",
+    "PurchaseOrder",
+    "PurchaseOrderLine",
     "Shipment",
     "ShipmentLine",
     "StockLevel",
