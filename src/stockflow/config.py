@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # Housekeeping (pruning expired idempotency records) inside each server process.
     maintenance_enabled: bool = True
     maintenance_interval_seconds: int = Field(default=300, ge=1)
+    # 0: each replenishment PO is submitted at once. Above 0: a supplier's shortages
+    # collect on one draft PO, submitted once this many seconds have passed since it opened.
+    po_consolidation_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
+    # How often each server process looks for drafts whose window has closed.
+    po_submit_interval_seconds: int = Field(default=10, ge=1, le=3600)
 
     @field_validator("database_url")
     @classmethod

@@ -186,6 +186,7 @@ def line_view(
         "allocated": quantity if allocated is None else allocated,
         "backordered": 0,
         "shipped": shipped,
+        "expected_available_date": None,
     }
 
 

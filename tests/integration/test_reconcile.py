@@ -22,6 +22,7 @@ from stockflow.errors import StockBelowReserved
 from stockflow.inventory import service
 from stockflow.inventory.repository import Drift
 from stockflow.inventory.schemas import AdjustmentCreate
+from stockflow.orders import placement
 from stockflow.orders import service as orders_service
 from stockflow.orders.schemas import LineCreate, OrderCreate
 from tests.support import clear_data
@@ -61,7 +62,7 @@ async def reserve(database: Database, sku: str, quantity: int) -> None:
         customer = await customers_service.create_customer(
             session, actor=ACTOR, data=CustomerCreate(name=f"buyer of {sku}")
         )
-        await orders_service.place_order(
+        await placement.place_order(
             session,
             actor=ACTOR,
             data=OrderCreate(

@@ -17,6 +17,9 @@ from stockflow.db.engine import Database
 from stockflow.errors import AuthenticationRequired, PermissionDenied
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READ_ONLY_POSTS = frozenset({"/v1/orders/preview"})
+"""POSTs that only compute an answer: they get a read transaction, so a preview never
+takes SQLite's write lock."""
 
 
 def get_settings(request: Request) -> Settings:
@@ -36,7 +39,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     a commit that fails becomes an error response, never a 2xx for lost work.
     """
     database = get_database(request)
-    async with database.transaction(write=request.method not in _READ_ONLY_METHODS) as session:
+    write = request.method not in _READ_ONLY_METHODS and request.url.path not in _READ_ONLY_POSTS
+    async with database.transaction(write=write) as session:
         yield session
 
 

@@ -253,3 +253,57 @@ def split_request(*, requested: int, available: int) -> tuple[int, int]:
     _require_int("available", available)
     reserved = min(requested, max(available, 0))
     return reserved, requested - reserved
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRules:
+    """A product's shortage settings, as the order path reads them with its catalog entry."""
+
+    shortage_policy: ShortagePolicy
+    buffer_pct: int
+    reorder_point: int | None
+    reorder_up_to: int | None
+
+
+def plan_replenishment(
+    *,
+    rules: ProductRules,
+    backordered_now: int,
+    backlog: int,
+    on_order: int,
+    available: int,
+    pack_size: int,
+    min_order_qty: int,
+) -> list[Explanation]:
+    """What to order for one product after an order: the backorder rule, then the reorder
+    point, each only when it orders something (DESIGN §2).
+
+    ``backordered_now`` is what this order backordered of the product, ``backlog`` the
+    product's backordered quantity after it, ``on_order`` the open PO quantity before it
+    and ``available`` what is left available after it. The backorder rule runs only when
+    this order backordered something: otherwise B has not grown, and ``on_order >= target``
+    still holds from the last time it ran. The reorder point sees ``on_order`` including
+    what the backorder rule has just ordered, so both never cover the same shortfall.
+    """
+    ordered: list[Explanation] = []
+    if rules.shortage_policy is ShortagePolicy.BACKORDER and backordered_now > 0:
+        backorder = backorder_quantity(
+            backlog=backlog,
+            on_order=on_order,
+            settings=ReplenishmentSettings(rules.buffer_pct, pack_size, min_order_qty),
+        )
+        if backorder.quantity > 0:
+            ordered.append(backorder)
+            on_order += backorder.quantity
+    reorder = reorder_point_quantity(
+        available=available,
+        on_order=on_order,
+        backordered=backlog,
+        reorder_point=rules.reorder_point,
+        reorder_up_to=rules.reorder_up_to,
+        pack_size=pack_size,
+        min_order_qty=min_order_qty,
+    )
+    if reorder is not None and reorder.quantity > 0:
+        ordered.append(reorder)
+    return ordered

@@ -24,6 +24,7 @@ from stockflow.db.models import (
 )
 from stockflow.db.pagination import Page, paginate
 from stockflow.ids import new_id
+from stockflow.inventory.policy import ProductRules, ShortagePolicy
 from stockflow.orders.rules import CatalogEntry
 
 _DEFAULT_LOCATION = select(Location.id).where(Location.is_default.is_(True)).scalar_subquery()
@@ -46,9 +47,10 @@ def movement_row(
     reserved_delta: int,
     reason: str,
     actor_id: str,
-    order_id: str,
+    order_id: str | None,
     now: datetime,
     note: str | None = None,
+    purchase_order_id: str | None = None,
 ) -> dict[str, Any]:
     """The ledger row for one guarded stock change, carrying the row's state after it."""
     return {
@@ -63,20 +65,40 @@ def movement_row(
         "note": note,
         "actor": actor_id,
         "order_id": order_id,
+        "purchase_order_id": purchase_order_id,
         "created_at": now,
     }
 
 
-async def catalog_entries(session: AsyncSession, skus: Sequence[str]) -> dict[str, CatalogEntry]:
+async def catalog_entries(
+    session: AsyncSession, skus: Sequence[str]
+) -> tuple[dict[str, CatalogEntry], dict[str, ProductRules]]:
+    """The products an order names, priced (by SKU), and their shortage rules (by id):
+    one statement for both, since every order needs them."""
     rows = await session.execute(
-        select(Product.id, Product.sku, Product.unit_price, Product.currency, Product.active).where(
-            Product.sku.in_(skus)
-        )
+        select(
+            Product.id,
+            Product.sku,
+            Product.unit_price,
+            Product.currency,
+            Product.active,
+            Product.shortage_policy,
+            Product.replenish_buffer_pct,
+            Product.reorder_point,
+            Product.reorder_up_to,
+        ).where(Product.sku.in_(skus))
     )
-    return {
-        row.sku: CatalogEntry(row.id, row.sku, row.unit_price, row.currency, row.active)
-        for row in rows
-    }
+    entries: dict[str, CatalogEntry] = {}
+    product_rules: dict[str, ProductRules] = {}
+    for row in rows:
+        entries[row.sku] = CatalogEntry(row.id, row.sku, row.unit_price, row.currency, row.active)
+        product_rules[row.id] = ProductRules(
+            ShortagePolicy(row.shortage_policy),
+            row.replenish_buffer_pct,
+            row.reorder_point,
+            row.reorder_up_to,
+        )
+    return entries, product_rules
 
 
 async def customer_exists(session: AsyncSession, customer_id: str) -> bool:
@@ -248,3 +270,91 @@ async def add_shipment(
 
 async def flush(session: AsyncSession) -> None:
     await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingLine:
+    """An open order's line with units waiting for stock, in the backlog queue."""
+
+    line_id: str
+    order_id: str
+    product_id: str
+    backordered: int
+
+
+async def waiting_lines(
+    session: AsyncSession, product_ids: Sequence[str]
+) -> dict[str, list[WaitingLine]]:
+    """Each product's backlog queue: backordered lines of open orders, oldest order first
+    (order ids are time-sortable, so they break a tie in ``created_at``)."""
+    queues: dict[str, list[WaitingLine]] = {product_id: [] for product_id in product_ids}
+    if not product_ids:
+        return queues
+    rows = await session.execute(
+        select(OrderLine.id, OrderLine.order_id, OrderLine.product_id, OrderLine.backordered)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(OrderLine.product_id.in_(product_ids))
+        .where(OrderLine.backordered > 0)
+        .where(Order.status != "cancelled")
+        .order_by(Order.created_at, Order.id)
+    )
+    for row in rows.all():
+        queues[row[2]].append(WaitingLine(*row))
+    return queues
+
+
+async def allocate_to_line(session: AsyncSession, *, line_id: str, units: int) -> None:
+    """Move units of a line from backordered to allocated; guarded so a line is never
+    given more than it waits for."""
+    result = await session.execute(
+        update(OrderLine)
+        .where(OrderLine.id == line_id)
+        .where(OrderLine.backordered >= units)
+        .values(allocated=OrderLine.allocated + units, backordered=OrderLine.backordered - units)
+        .returning(OrderLine.id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.one_or_none() is None:
+        raise RuntimeError(f"order line {line_id} waits for fewer than {units} units")
+
+
+async def stock_for_update(session: AsyncSession, product_id: str) -> StockChange:
+    """The default-location stock row, row-locked (SQLite's write transaction already
+    holds the whole database)."""
+    row = (
+        await session.execute(
+            select(StockLevel.location_id, StockLevel.on_hand, StockLevel.reserved)
+            .where(StockLevel.product_id == product_id)
+            .where(StockLevel.location_id == _DEFAULT_LOCATION)
+            .with_for_update()
+        )
+    ).one()
+    return StockChange(product_id, row[0], row[1], row[2])
+
+
+async def lock_stock_rows(
+    session: AsyncSession, *, product_ids: Sequence[str], location_id: str
+) -> None:
+    """Row-lock stock rows in the order given (callers sort by SKU), before reading order
+    lines whose allocation only changes while their SKU's stock row is locked."""
+    for product_id in product_ids:
+        await session.execute(
+            select(StockLevel.product_id)
+            .where(StockLevel.product_id == product_id)
+            .where(StockLevel.location_id == location_id)
+            .with_for_update()
+        )
+
+
+async def reserve_units(
+    session: AsyncSession, *, product_id: str, location_id: str, quantity: int, now: datetime
+) -> StockChange:
+    """Reserve units known to be available (the row is locked): for serving the backlog."""
+    return await _change_row(
+        session,
+        product_id=product_id,
+        location_id=location_id,
+        on_hand_delta=0,
+        reserved_delta=quantity,
+        now=now,
+    )

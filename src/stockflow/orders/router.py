@@ -8,10 +8,12 @@ from fastapi.responses import JSONResponse
 from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
-from stockflow.orders import fulfilment, service
+from stockflow.config import Settings
+from stockflow.orders import fulfilment, placement, service
 from stockflow.orders.schemas import (
     CancelRequest,
     OrderCreate,
+    OrderPreview,
     OrderRead,
     ShipmentCreate,
     ShipmentRead,
@@ -21,6 +23,14 @@ from stockflow.orders.states import OrderStatus
 router = APIRouter(prefix="/orders", tags=["Orders"])
 
 
+def _limits(settings: Settings) -> service.OrderLimits:
+    return service.OrderLimits(
+        max_lines=settings.max_lines_per_order,
+        max_quantity=settings.max_quantity_per_line,
+        po_consolidation_seconds=settings.po_consolidation_seconds,
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -28,10 +38,15 @@ router = APIRouter(prefix="/orders", tags=["Orders"])
     summary="Place an order",
     description=(
         "Reserves stock for every line at the default location and records the order, in one "
-        "transaction: either every line is reserved or nothing is. A line that asks for more "
-        "than is available refuses the whole order with 409 `insufficient-stock`, listing "
-        "every short SKU. Lines for one SKU are merged first. A customer key orders for its "
-        "own customer. Send `Idempotency-Key` to make retries safe."
+        "transaction. What happens to a line that asks for more than is available depends "
+        "on its product's `shortage_policy`: for `reject`, the whole order is refused with "
+        "409 `insufficient-stock` listing every short SKU, and nothing is reserved; for "
+        "`backorder`, what is there is reserved, the rest is backordered, and the "
+        "replenishment rule adds the shortfall plus the product's buffer (rounded to the "
+        "supplier's pack and minimum) to a purchase order of the preferred supplier, in the "
+        "same transaction. Backordered lines show `expected_available_date`. Lines for one "
+        "SKU are merged first. A customer key orders for its own customer. Send "
+        "`Idempotency-Key` to make retries safe."
     ),
     responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
 )
@@ -42,12 +57,31 @@ async def place_order(
     principal: AnyPrincipal,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
-    limits = service.OrderLimits(
-        max_lines=settings.max_lines_per_order, max_quantity=settings.max_quantity_per_line
-    )
+    limits = _limits(settings)
     return await idempotency.respond(
-        lambda: service.place_order(session, actor=principal, data=data, limits=limits),
+        lambda: placement.place_order(session, actor=principal, data=data, limits=limits),
         headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
+    )
+
+
+@router.post(
+    "/preview",
+    response_model=OrderPreview,
+    summary="Preview an order",
+    description=(
+        "Takes the same body as placing an order and answers what placing it now would do: "
+        "what would be reserved and backordered, promise dates, totals and, for staff and "
+        "admin keys, the purchase-order quantities with their explanations. Nothing is "
+        "reserved, ordered or stored. Refused exactly as placing would be (for example 409 "
+        "`insufficient-stock` for a short `reject` line)."
+    ),
+    responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
+)
+async def preview_order(
+    data: OrderCreate, session: SessionDep, settings: SettingsDep, principal: AnyPrincipal
+) -> OrderPreview:
+    return await placement.preview_order(
+        session, actor=principal, data=data, limits=_limits(settings)
     )
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
@@ -66,6 +66,15 @@ class OrderLineRead(ReadModel):
     allocated: int = Field(description="Units covered by reserved stock.", examples=[2])
     backordered: int = Field(description="Units waiting for stock.", examples=[0])
     shipped: int = Field(description="Units shipped (out of the allocated ones).", examples=[0])
+    expected_available_date: date | None = Field(
+        default=None,
+        description=(
+            "For a line with backordered units: the date on which incoming purchase orders "
+            "cover its place in the queue (oldest order first). Null when nothing waits, or "
+            "when what is on order does not reach it yet."
+        ),
+        examples=["2026-12-10"],
+    )
 
 
 class OrderRead(ReadModel):
@@ -115,3 +124,68 @@ class ShipmentRead(ReadModel):
 
 class CancelRequest(WriteModel):
     reason: str = Field(min_length=1, max_length=500, examples=["customer changed their mind"])
+
+
+class PreviewLine(ReadModel):
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    quantity: int = Field(examples=[50])
+    unit_price: int = Field(examples=[1290])
+    line_total: int = Field(examples=[64500])
+    allocated: int = Field(description="Units that would be reserved now.", examples=[30])
+    backordered: int = Field(description="Units that would wait for stock.", examples=[20])
+    expected_available_date: date | None = Field(
+        description="When the backordered units would be covered, as on an order line.",
+        examples=["2026-12-10"],
+    )
+
+
+class PlannedPurchaseLine(ReadModel):
+    """A quantity placing the order would add to a purchase order, and why."""
+
+    supplier_id: str = Field(examples=["sup_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    supplier_sku: str = Field(examples=["AC-MUG-330-BL"])
+    quantity: int = Field(examples=[24])
+    cost_price: int = Field(examples=[540])
+    currency: str = Field(examples=["EUR"])
+    reason: str = Field(description="`backorder` or `reorder_point`.", examples=["backorder"])
+    explanation: dict[str, Any] = Field(
+        description=(
+            "The rule's figures: backlog (B), on_order (O), buffer_pct, target, need, "
+            "pack_size, min_order_qty and the resulting quantity; for a reorder point also "
+            "available, reorder_point, reorder_up_to and position."
+        ),
+        examples=[
+            {
+                "kind": "backorder",
+                "backlog": 20,
+                "on_order": 0,
+                "buffer_pct": 20,
+                "target": 24,
+                "need": 24,
+                "pack_size": 1,
+                "min_order_qty": 1,
+                "quantity": 24,
+            }
+        ],
+    )
+
+
+class OrderPreview(ReadModel):
+    """What placing the order would do now. Nothing is reserved, ordered or stored."""
+
+    customer_id: str
+    fulfilment: FulfilmentFlag
+    currency: str = Field(examples=["EUR"])
+    subtotal: int = Field(examples=[64500])
+    shipping_amount: int = Field(examples=[490])
+    tax_amount: int = Field(examples=[0])
+    discount_amount: int = Field(examples=[0])
+    total: int = Field(examples=[64990])
+    lines: list[PreviewLine]
+    purchase_order_lines: list[PlannedPurchaseLine] | None = Field(
+        description=(
+            "What would be ordered from suppliers, with explanations. Shown to staff and "
+            "admin keys only; null for customer and service keys."
+        )
+    )

@@ -130,8 +130,10 @@ async def list_product_suppliers(
     summary="Add a supplier to a product",
     description=(
         "The supplier's SKU, cost price, pack size, minimum order quantity, lead time and "
-        "priority for this product. One entry per supplier and product (else 409). Staff."
+        "priority for this product. One entry per supplier and product (else 409). Answers "
+        "with an `ETag` for a later `If-Match` update. Staff."
     ),
+    responses={201: {"headers": _ETAG_HEADER}},
 )
 async def add_product_supplier(
     sku: SkuPath,
@@ -141,25 +143,42 @@ async def add_product_supplier(
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
     return await idempotency.respond(
-        lambda: service.add_product_supplier(session, actor=principal, sku=sku, data=data)
+        lambda: service.add_product_supplier(session, actor=principal, sku=sku, data=data),
+        headers=lambda link: {"ETag": service.link_etag_of(link)},
     )
 
 
 @product_suppliers_router.patch(
     "/{supplier_id}",
     summary="Change a supplier's terms for a product",
-    description="Changes the given fields of the entry. Staff.",
+    description=(
+        "Changes the given fields of the entry. With `If-Match`, only if unchanged since that "
+        "ETag (else 412); the ETag comes from adding or changing the entry, or is built from "
+        "its `id` and `version` in the list. Staff."
+    ),
+    responses={200: {"headers": _ETAG_HEADER}},
 )
 async def update_product_supplier(
     sku: SkuPath,
     supplier_id: ResourceId,
     data: SupplierProductUpdate,
+    response: Response,
     session: SessionDep,
     principal: StaffPrincipal,
+    if_match: Annotated[
+        str | None, Header(description="ETag from adding or a previous change of this entry.")
+    ] = None,
 ) -> SupplierProductRead:
-    return await service.update_product_supplier(
-        session, actor=principal, sku=sku, supplier_id=supplier_id, data=data
+    link = await service.update_product_supplier(
+        session,
+        actor=principal,
+        sku=sku,
+        supplier_id=supplier_id,
+        data=data,
+        if_match=if_match,
     )
+    response.headers["ETag"] = service.link_etag_of(link)
+    return link
 
 
 @product_suppliers_router.delete(

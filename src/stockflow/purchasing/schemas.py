@@ -89,9 +89,7 @@ class SupplierRead(ReadModel):
 class SupplierProductCreate(WriteModel):
     """The terms on which a supplier sells us a product."""
 
-    read_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"id", "sku", "preferred", "created_at", "updated_at"}
-    )
+    read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku", "preferred"}
 
     supplier_id: str = Field(max_length=40, examples=["sup_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
     supplier_sku: str = Field(min_length=1, max_length=100, examples=["SB-MUG-330-BL"])
@@ -113,9 +111,7 @@ class SupplierProductCreate(WriteModel):
 
 
 class SupplierProductUpdate(WriteModel):
-    read_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"id", "sku", "supplier_id", "preferred", "created_at", "updated_at"}
-    )
+    read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku", "supplier_id", "preferred"}
 
     supplier_sku: str | None = Field(default=None, min_length=1, max_length=100)
     cost_price: int | None = Field(default=None, strict=True, ge=0, le=MAX_COST)
@@ -153,5 +149,8 @@ class SupplierProductRead(ReadModel):
     lead_time_days: int | None
     priority: int
     preferred: bool = Field(description="True for the supplier with the highest priority.")
+    version: int = Field(
+        description="Changes on every update of these terms; the ETag is built from it."
+    )
     created_at: datetime
     updated_at: datetime

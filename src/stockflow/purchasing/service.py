@@ -40,6 +40,12 @@ def etag_of(supplier: SupplierRead) -> str:
     return etags.etag(supplier.id, supplier.version)
 
 
+def link_etag_of(link: SupplierProductRead) -> str:
+    """Built from the entry's own version: ``preferred`` depends on the other entries, so a
+    change to those does not invalidate an ETag held for these terms."""
+    return etags.etag(link.id, link.version)
+
+
 async def create_supplier(
     session: AsyncSession, *, actor: Principal, data: SupplierCreate
 ) -> SupplierRead:
@@ -142,6 +148,7 @@ def _link_read(link: SupplierProduct, *, sku: str, preferred: bool) -> SupplierP
         lead_time_days=link.lead_time_days,
         priority=link.priority,
         preferred=preferred,
+        version=link.version,
         created_at=link.created_at,
         updated_at=link.updated_at,
     )
@@ -236,14 +243,20 @@ async def update_product_supplier(
     sku: str,
     supplier_id: str,
     data: SupplierProductUpdate,
+    if_match: str | None,
 ) -> SupplierProductRead:
     product = await _product(session, sku)
+    # Locked until commit: concurrent updates queue instead of failing on each other's
+    # version bump, and an If-Match check stays true until our write lands.
     link = await repository.get_supplier_product(
         session, product_id=product.id, supplier_id=supplier_id
     )
     if link is None:
         raise NotFound(f"Supplier {supplier_id} does not sell {sku}.")
     before = await _read_link(session, product, supplier_id)
+    etags.require_match(
+        if_match, link_etag_of(before), what=f"Supplier {supplier_id}'s entry for {sku}"
+    )
     for field in data.model_fields_set:
         value: Any = getattr(data, field)
         setattr(link, field, str(value) if field == "currency" else value)

@@ -147,9 +147,7 @@ class PurchaseOrderLine(Base):
         CheckConstraint("cost_price >= 0", name="cost_price_non_negative"),
         CheckConstraint("length(currency) = 3", name="currency_iso4217"),
         CheckConstraint("lead_time_days >= 0", name="lead_time_non_negative"),
-        CheckConstraint(
-            "reason IN ('backorder', 'reorder_point', 'manual')", name="reason_known"
-        ),
+        CheckConstraint("reason IN ('backorder', 'reorder_point', 'manual')", name="reason_known"),
         Index("ix_purchase_order_lines_purchase_order_id_id", "purchase_order_id", "id"),
     )
 
