@@ -40,18 +40,28 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        housekeeping = None
+        background: list[asyncio.Task[None]] = []
         if settings.maintenance_enabled:
-            housekeeping = asyncio.create_task(
-                maintenance.run_forever(
-                    database, interval_seconds=settings.maintenance_interval_seconds
+            background.append(
+                asyncio.create_task(
+                    maintenance.run_forever(
+                        database, interval_seconds=settings.maintenance_interval_seconds
+                    )
                 )
             )
+            if settings.po_consolidation_seconds > 0:
+                background.append(
+                    asyncio.create_task(
+                        maintenance.submit_forever(
+                            database, interval_seconds=settings.po_submit_interval_seconds
+                        )
+                    )
+                )
         yield
-        if housekeeping is not None:
-            housekeeping.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+                await task
         await app.state.key_usage.drain()
         await database.dispose()
 

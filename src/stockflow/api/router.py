@@ -9,6 +9,7 @@ from stockflow.catalog.router import router as products_router
 from stockflow.customers.router import router as customers_router
 from stockflow.inventory.router import router as inventory_router
 from stockflow.orders.router import router as orders_router
+from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
 
 v1 = APIRouter(prefix="/v1")
@@ -19,3 +20,4 @@ v1.include_router(customers_router)
 v1.include_router(orders_router)
 v1.include_router(suppliers_router)
 v1.include_router(product_suppliers_router)
+v1.include_router(purchase_orders_router)

@@ -7,7 +7,10 @@ import typer
 from stockflow.cli._common import console, load_settings, run_with_database
 from stockflow.workers import maintenance
 
-app = typer.Typer(help="Housekeeping: prune data past its retention.", no_args_is_help=True)
+app = typer.Typer(
+    help="Housekeeping: prune data past its retention, submit due purchase orders.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -17,3 +20,15 @@ def run() -> None:
     counts = run_with_database(load_settings(), maintenance.run_once)
     for name, count in counts.items():
         console.print(f"{name}: {count} pruned")
+
+
+@app.command("submit-purchase-orders")
+def submit_purchase_orders() -> None:
+    """Submit every replenishment draft whose consolidation window has closed (the server
+    does this every STOCKFLOW_PO_SUBMIT_INTERVAL_SECONDS when
+    STOCKFLOW_PO_CONSOLIDATION_SECONDS is above 0). Safe to run alongside servers: each
+    draft is submitted once."""
+    submitted = run_with_database(load_settings(), maintenance.submit_due_purchase_orders)
+    console.print(f"purchase orders submitted: {len(submitted)}")
+    for po_id in submitted:
+        console.print(po_id)

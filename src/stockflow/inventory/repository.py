@@ -10,7 +10,17 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.db.models import Location, Order, OrderLine, Product, StockLevel, StockMovement
+from stockflow.db.models import (
+    Location,
+    Order,
+    OrderLine,
+    Product,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    StockLevel,
+    StockMovement,
+)
+from stockflow.db.models.purchasing import OPEN_PO_STATUSES
 from stockflow.db.pagination import Page, paginate
 
 # The stock counters are INTEGER columns, 32 bits on PostgreSQL: past this, an update fails
@@ -189,20 +199,43 @@ async def product_counter_drift(session: AsyncSession) -> list[Drift]:
     """Product-wide counters that disagree with the open lines they sum up.
 
     ``backordered`` is the sum of open order lines' uncovered quantities and ``on_order`` the
-    sum of open purchase-order lines' unreceived quantities. The schema has neither kind of
-    line, so both sums are zero.
+    sum of open purchase-order lines' unreceived quantities (an over-delivered line counts
+    as nothing still to come, not as a negative).
     """
+    waiting = (
+        select(OrderLine.product_id, func.sum(OrderLine.backordered).label("units"))
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.status != "cancelled")
+        .where(OrderLine.backordered > 0)
+        .group_by(OrderLine.product_id)
+        .subquery()
+    )
+    remaining = PurchaseOrderLine.quantity - PurchaseOrderLine.received
+    coming = (
+        select(PurchaseOrderLine.product_id, func.sum(remaining).label("units"))
+        .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+        .where(PurchaseOrder.status.in_(OPEN_PO_STATUSES))
+        .where(remaining > 0)
+        .group_by(PurchaseOrderLine.product_id)
+        .subquery()
+    )
+    want_backordered = func.coalesce(waiting.c.units, 0)
+    want_on_order = func.coalesce(coming.c.units, 0)
     stmt = (
-        select(Product.sku, Product.backordered, Product.on_order)
-        .where(or_(Product.backordered != 0, Product.on_order != 0))
+        select(Product.sku, Product.backordered, want_backordered, Product.on_order, want_on_order)
+        .outerjoin(waiting, waiting.c.product_id == Product.id)
+        .outerjoin(coming, coming.c.product_id == Product.id)
+        .where(or_(Product.backordered != want_backordered, Product.on_order != want_on_order))
         .order_by(Product.sku)
     )
     drifts: list[Drift] = []
-    for sku, backordered, on_order in (await session.execute(stmt)).all():
-        if backordered != 0:
-            drifts.append(Drift(sku, None, "backordered", backordered, 0))
-        if on_order != 0:
-            drifts.append(Drift(sku, None, "on_order", on_order, 0))
+    for sku, backordered, expected_backordered, on_order, expected_on_order in (
+        await session.execute(stmt)
+    ).all():
+        if backordered != expected_backordered:
+            drifts.append(Drift(sku, None, "backordered", backordered, int(expected_backordered)))
+        if on_order != expected_on_order:
+            drifts.append(Drift(sku, None, "on_order", on_order, int(expected_on_order)))
     return drifts
 
 

@@ -13,7 +13,7 @@ from stockflow.db.models import Product, StockMovement
 from stockflow.db.pagination import Page
 from stockflow.errors import InvalidRequest, NotFound, StockBelowReserved
 from stockflow.ids import new_id
-from stockflow.inventory import repository
+from stockflow.inventory import backlog, repository
 from stockflow.inventory.repository import Drift, LevelRow
 from stockflow.inventory.schemas import (
     AdjustmentCreate,
@@ -23,6 +23,8 @@ from stockflow.inventory.schemas import (
     LocationStock,
     MovementRead,
 )
+from stockflow.orders.repository import StockChange
+from stockflow.purchasing import po_repository
 
 
 async def _product(session: AsyncSession, viewer: Principal, sku: str) -> Product:
@@ -46,13 +48,16 @@ async def _inventory(session: AsyncSession, product: Product) -> InventoryRead:
     ]
     on_hand = sum(row.on_hand for row in rows)
     reserved = sum(row.reserved for row in rows)
+    # Read afresh: serving the backlog moves the counters with Core statements, which the
+    # loaded product object does not see.
+    counters = (await po_repository.counters(session, [product.id]))[product.id]
     return InventoryRead(
         sku=product.sku,
         on_hand=on_hand,
         reserved=reserved,
         available=on_hand - reserved,
-        backordered=product.backordered,
-        on_order=product.on_order,
+        backordered=counters.backordered,
+        on_order=counters.on_order,
         locations=locations,
     )
 
@@ -156,6 +161,15 @@ async def adjust_stock(
             created_at=now,
         ),
     )
+    if data.delta > 0 and location.is_default:
+        # New stock goes to waiting orders first (DESIGN §2); the row is still locked.
+        served = await backlog.serve(
+            session,
+            stock=StockChange(product.id, location.id, on_hand_after, reserved_after),
+            actor_id=actor.id,
+            now=now,
+        )
+        reserved_after += sum(allocation.units for allocation in served)
     stock_after = {"location": location.code, "on_hand": on_hand_after, "reserved": reserved_after}
     await audit.record(
         session,

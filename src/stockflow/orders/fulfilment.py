@@ -2,7 +2,9 @@
 
 Both lock the order row first and then its stock rows in sorted SKU order, the order
 placement uses too, so fulfilment and placement can wait for each other but never
-deadlock.
+deadlock. The lines are read only once those stock rows are locked: serving the backlog
+moves a line's units from backordered to allocated while holding its SKU's stock row, so
+a line read before the lock could be stale by the time it is changed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from stockflow.auth.roles import Principal
 from stockflow.db.models import Order, OrderLine
 from stockflow.errors import InvalidRequest, NotFound, ShipmentExceedsReserved
 from stockflow.ids import new_id
+from stockflow.inventory import backlog
 from stockflow.orders import repository, rules
 from stockflow.orders.schemas import OrderRead, ShipmentCreate, ShipmentLineRead, ShipmentRead
-from stockflow.orders.service import to_read
+from stockflow.orders.service import promises_for, to_read
 from stockflow.orders.states import (
     InvalidStateTransition,
     OrderEvent,
@@ -27,30 +30,44 @@ from stockflow.orders.states import (
     next_status,
     shipment_event,
 )
+from stockflow.purchasing import po_repository
 
 _NO_PER_LINE_LIMIT = 2**31 - 1
 
 
 async def _locked_order(
-    session: AsyncSession, viewer: Principal, order_id: str
-) -> tuple[Order, list[OrderLine]]:
+    session: AsyncSession, viewer: Principal, order_id: str, *, skus: set[str] | None = None
+) -> tuple[Order, list[OrderLine], str]:
+    """The order and its lines, with the order row and the stock rows of ``skus`` (all
+    the order's SKUs when None) locked; also the default location's id."""
     order = await repository.get_for_update(session, order_id)
     if order is None or (viewer.is_customer and order.customer_id != viewer.customer_id):
         raise NotFound(f"Order {order_id} does not exist.")
     lines = (await repository.lines_of(session, [order.id]))[order.id]
-    return order, lines
+    location_id = await repository.default_location_id(session)
+    to_lock = sorted(
+        (line for line in lines if skus is None or line.sku in skus), key=lambda line: line.sku
+    )
+    if to_lock:
+        await repository.lock_stock_rows(
+            session, product_ids=[line.product_id for line in to_lock], location_id=location_id
+        )
+        lines = (await repository.lines_of(session, [order.id]))[order.id]
+    return order, lines, location_id
 
 
 async def ship_order(
     session: AsyncSession, *, actor: Principal, order_id: str, data: ShipmentCreate
 ) -> ShipmentRead:
-    order, lines = await _locked_order(session, actor, order_id)
-    status = OrderStatus(order.status)
-    # Any shipment event tells whether shipping is allowed from this status at all.
-    next_status(status, OrderEvent.SHIPPED_PARTIALLY)
     requested = rules.merge_lines(
         ((line.sku, line.quantity) for line in data.lines), max_quantity=_NO_PER_LINE_LIMIT
     )
+    order, lines, location_id = await _locked_order(
+        session, actor, order_id, skus={line.sku for line in requested}
+    )
+    status = OrderStatus(order.status)
+    # Any shipment event tells whether shipping is allowed from this status at all.
+    next_status(status, OrderEvent.SHIPPED_PARTIALLY)
     by_sku = {line.sku: line for line in lines}
     unknown = [line for line in requested if line.sku not in by_sku]
     if unknown:
@@ -78,8 +95,7 @@ async def ship_order(
 
     now = datetime.now(UTC)
     # Taken before the lines change below, so the audit record shows the order as it was.
-    before = to_read(order, lines)
-    location_id = await repository.default_location_id(session)
+    before = to_read(order, lines, await promises_for(session, lines))
     shipment_id = new_id("shp")
     movements = []
     for line in sorted(requested, key=lambda item: item.sku):
@@ -126,7 +142,7 @@ async def ship_order(
         ],
     )
     await repository.flush(session)
-    after = to_read(order, lines)
+    after = to_read(order, lines, await promises_for(session, lines))
     await audit.record(
         session,
         actor=actor,
@@ -148,8 +164,12 @@ async def ship_order(
 async def cancel_order(
     session: AsyncSession, *, actor: Principal, order_id: str, reason: str
 ) -> OrderRead:
-    """Cancel and release what is reserved and not shipped; what was shipped stays shipped."""
-    order, lines = await _locked_order(session, actor, order_id)
+    """Cancel and release what is reserved and not shipped; what was shipped stays shipped.
+
+    Released units go first to other orders waiting for that SKU, oldest first; the
+    order's own backordered units leave the product's backlog.
+    """
+    order, lines, location_id = await _locked_order(session, actor, order_id)
     status = OrderStatus(order.status)
     new_status = next_status(status, OrderEvent.CANCELLED)
     shipped_units = sum(line.shipped for line in lines)
@@ -157,35 +177,48 @@ async def cancel_order(
         raise InvalidStateTransition(from_status=status, event=OrderEvent.CANCELLED)
 
     now = datetime.now(UTC)
-    before = to_read(order, lines)
-    location_id = await repository.default_location_id(session)
-    movements = []
-    for line in sorted(lines, key=lambda item: item.sku):
-        held = line.allocated - line.shipped
-        if held > 0:
-            change = await repository.release(
-                session, product_id=line.product_id, location_id=location_id, quantity=held, now=now
-            )
-            movements.append(
-                repository.movement_row(
-                    change,
-                    on_hand_delta=0,
-                    reserved_delta=-held,
-                    reason="order_cancelled",
-                    note=reason,
-                    actor_id=actor.id,
-                    order_id=order.id,
-                    now=now,
-                )
-            )
+    before = to_read(order, lines, await promises_for(session, lines))
+    released = {line.product_id: line.allocated - line.shipped for line in lines}
+    backordered = {line.product_id: line.backordered for line in lines}
+    for line in lines:
         line.allocated = line.shipped
         line.backordered = 0
     order.status = new_status.value
     order.cancel_reason = reason
     order.cancelled_at = now
     order.updated_at = now
-    await repository.add_movements(session, movements)
+    # Written before serving, so this order is no longer in the queue it releases into.
     await repository.flush(session)
+    movements = []
+    for line in sorted(lines, key=lambda item: item.sku):
+        held = released[line.product_id]
+        if held <= 0:
+            continue
+        change = await repository.release(
+            session, product_id=line.product_id, location_id=location_id, quantity=held, now=now
+        )
+        movements.append(
+            repository.movement_row(
+                change,
+                on_hand_delta=0,
+                reserved_delta=-held,
+                reason="order_cancelled",
+                note=reason,
+                actor_id=actor.id,
+                order_id=order.id,
+                now=now,
+            )
+        )
+    await repository.add_movements(session, movements)
+    # Product rows after every stock row, in SKU order, as placement takes them.
+    for line in sorted(lines, key=lambda item: item.sku):
+        if backordered[line.product_id] > 0:
+            await po_repository.add_backlog(
+                session, product_id=line.product_id, units=-backordered[line.product_id]
+            )
+        if released[line.product_id] > 0:
+            stock = await repository.stock_for_update(session, line.product_id)
+            await backlog.serve(session, stock=stock, actor_id=actor.id, now=now)
     after = to_read(order, lines)
     if actor.is_staff:
         await audit.record(

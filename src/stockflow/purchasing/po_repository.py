@@ -312,19 +312,6 @@ async def incoming(session: AsyncSession, product_ids: Sequence[str]) -> list[In
     return [Incoming(*row) for row in rows.all()]
 
 
-async def on_order_drift_source(session: AsyncSession) -> dict[str, int]:
-    """Units still to come per product, summed over open PO lines (for reconcile)."""
-    remaining = PurchaseOrderLine.quantity - PurchaseOrderLine.received
-    rows = await session.execute(
-        select(PurchaseOrderLine.product_id, func.sum(remaining))
-        .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
-        .where(PurchaseOrder.status.in_(OPEN_PO_STATUSES))
-        .where(remaining > 0)
-        .group_by(PurchaseOrderLine.product_id)
-    )
-    return {product_id: int(units) for product_id, units in rows.all()}
-
-
 async def product_rules(
     session: AsyncSession, product_ids: Sequence[str]
 ) -> dict[str, tuple[str, str, int, int | None, int | None]]:
