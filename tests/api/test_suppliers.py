@@ -632,6 +632,7 @@ async def test_add_a_supplier_to_a_product(
         "lead_time_days": 5,
         "priority": 10,
         "preferred": True,
+        "version": 1,
     }
     assert body["created_at"] == body["updated_at"]
     assert await links_of(client, keys) == [body]
@@ -889,6 +890,7 @@ async def test_patch_changes_terms_and_writes_before_and_after(
         "min_order_qty": 6,
         "supplier_sku": "SB-MUG-330-V2",
         "lead_time_days": None,
+        "version": 2,
         "updated_at": body["updated_at"],
     }
     assert parse_time(body["updated_at"]) > parse_time(original["updated_at"])
