@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,9 @@ from stockflow.db.models import (
 from stockflow.db.models.purchasing import OPEN_PO_STATUSES
 from stockflow.db.pagination import Page, paginate
 from stockflow.ids import new_id
+
+_DRAFT_PREDICATE = "status = 'draft' AND origin = 'replenishment'"
+"""The predicate of the partial unique index on ``purchase_orders.supplier_id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,11 @@ async def replenishment_draft(
                 created_at=now,
                 updated_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["supplier_id"], index_where=draft_filter)
+            # Literal, not bound: PostgreSQL matches the partial index by its predicate
+            # text, and a parameter would not prove it.
+            .on_conflict_do_nothing(
+                index_elements=["supplier_id"], index_where=text(_DRAFT_PREDICATE)
+            )
         )
         found = await session.scalar(
             update(PurchaseOrder)
