@@ -17,6 +17,10 @@ def problem_type_uri(slug: str) -> str:
     return f"/problems/{slug}"
 
 
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "request_id"})
+"""Members every problem response carries, so no error may use them as extensions."""
+
+
 class StockflowError(Exception):
     """Base of every error the API turns into a problem response."""
 
@@ -26,6 +30,10 @@ class StockflowError(Exception):
     description: ClassVar[str] = "The server failed to process the request."
 
     def __init__(self, detail: str, **extensions: Any) -> None:
+        clashing = RESERVED_MEMBERS.intersection(extensions)
+        if clashing:
+            # Would overwrite (or collide with) the problem's own members when rendered.
+            raise ValueError(f"reserved problem members used as extensions: {sorted(clashing)}")
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions

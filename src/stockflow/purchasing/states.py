@@ -78,17 +78,16 @@ class InvalidPurchaseOrderTransition(StockflowError):
     description = (
         "The action is not allowed in the purchase order's current status: only a draft is "
         "submitted, only a submitted, acknowledged or partially received PO is acknowledged "
-        "or receives goods, and a received or cancelled PO takes no action. `status` and "
-        "`action` say which."
+        "or receives goods, and a received or cancelled PO takes no action. "
+        "`purchase_order_status` and `action` say which."
     )
 
     def __init__(self, *, status: PurchaseOrderStatus, action: PurchaseOrderAction) -> None:
         allowed = sorted(s.value for s in allowed_from(action))
         super().__init__(
-            f"A {status.value} purchase order cannot {action.value}; that needs "
-            + " or ".join(allowed)
-            + ".",
-            status=status.value,
+            f"Cannot {action.value} a {status.value.replace('_', ' ')} purchase order; "
+            f"allowed only when it is {' or '.join(allowed)}.",
+            purchase_order_status=status.value,
             action=action.value,
         )
 
