@@ -101,7 +101,8 @@ async def order(client: httpx.AsyncClient, keys: Keys, order_id: str) -> dict[st
 
 
 def line_of(order_body: dict[str, Any], sku: str) -> dict[str, Any]:
-    (line,) = [line for line in order_body["lines"] if line["sku"] == sku]
+    matching: list[dict[str, Any]] = [line for line in order_body["lines"] if line["sku"] == sku]
+    (line,) = matching
     return line
 
 
@@ -148,3 +149,49 @@ async def receive(
     assert response.status_code == 201, response.text
     received: dict[str, Any] = response.json()
     return received
+
+
+async def create_purchase_order(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    supplier_id: str,
+    lines: dict[str, int],
+    **body: Any,
+) -> dict[str, Any]:
+    """A purchase order placed by hand (a draft); the created PO."""
+    response = await client.post(
+        "/v1/purchase-orders",
+        json={
+            "supplier_id": supplier_id,
+            "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines.items()],
+            **body,
+        },
+        headers=keys.staff,
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def purchase_order(client: httpx.AsyncClient, keys: Keys, po_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/purchase-orders/{po_id}", headers=keys.staff)
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def po_action(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    po_id: str,
+    action: str,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``submit``, ``acknowledge`` or ``cancel`` a purchase order, expecting success; the
+    purchase order as it is afterwards."""
+    response = await client.post(
+        f"/v1/purchase-orders/{po_id}/{action}", json=body or {}, headers=keys.staff
+    )
+    assert response.status_code == 200, response.text
+    changed: dict[str, Any] = response.json()
+    return changed

@@ -5,15 +5,17 @@ Each row is one endpoint (or one kind of target) with the status every caller mu
 code: service reads products and stock and creates and reads customers, and nothing on API
 keys; a customer reads active products, only `available` stock, and only its own customer
 (someone else's customer is 404, never 403); staff may do everything except API keys.
-Orders: every role places, reads and cancels, a customer only its own (another customer's
-order is 404, and so is ordering for another customer); only admin and staff ship.
-Suppliers: admin and staff all, service reads, a customer nothing (its read right covers
-active products only); supplier products (a product's suppliers and their terms): admin and
-staff only.
+Orders: every role places, previews, reads and cancels, a customer only its own (another
+customer's order is 404, and so is ordering or previewing for another customer); only admin
+and staff ship. Suppliers: admin and staff all, service reads, a customer nothing (its read
+right covers active products only); supplier products (a product's suppliers and their
+terms), purchase orders and receipts: admin and staff only.
 
 Every allowed call sends a valid request, so it must get its success code: a product with
 stock, a spare key and two customers exist before each case, and one order of each customer,
-and two suppliers: one selling the product, one spare.
+two suppliers: one selling the product, one spare, and two purchase orders of the product
+from the supplier that sells it: a draft (to submit) and a submitted one (to acknowledge,
+receive into and cancel).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ NEW_SUPPLIER_PRODUCT = {
     "currency": "EUR",
 }
 SUPPLIER_PRODUCT_CHANGE = {"cost_price": 480, "priority": 5}
+NEW_PURCHASE_ORDER = {"supplier_id": "{supplier}", "lines": [{"sku": SKU, "quantity": 6}]}
+ACKNOWLEDGEMENT = {"expected_delivery_date": "2030-01-15"}
+RECEIPT = {"lines": [{"sku": SKU, "quantity": 2}]}
 
 #  method    path                                    body            admin staff serv. cust. none
 MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
@@ -77,6 +82,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Orders: place, read, cancel for every role, a customer only its own; ship: admin, staff.
     ("POST", "/v1/orders", ORDER_FOR_OWN, (201, 201, 201, 201, 401)),
     ("POST", "/v1/orders", ORDER_FOR_OTHER, (201, 201, 201, 404, 401)),
+    ("POST", "/v1/orders/preview", ORDER_FOR_OWN, (200, 200, 200, 200, 401)),
+    ("POST", "/v1/orders/preview", ORDER_FOR_OTHER, (200, 200, 200, 404, 401)),
     ("GET", "/v1/orders", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/orders/{own_order}", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/orders/{other_order}", None, (200, 200, 200, 404, 401)),
@@ -99,6 +106,19 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
         (200, 200, 403, 403, 401),
     ),
     ("DELETE", "/v1/products/{sku}/suppliers/{supplier}", None, (204, 204, 403, 403, 401)),
+    # Purchase orders and receipts: admin and staff only.
+    ("POST", "/v1/purchase-orders", NEW_PURCHASE_ORDER, (201, 201, 403, 403, 401)),
+    ("GET", "/v1/purchase-orders", None, (200, 200, 403, 403, 401)),
+    ("GET", "/v1/purchase-orders/{po}", None, (200, 200, 403, 403, 401)),
+    ("POST", "/v1/purchase-orders/{draft_po}/submit", None, (200, 200, 403, 403, 401)),
+    (
+        "POST",
+        "/v1/purchase-orders/{po}/acknowledge",
+        ACKNOWLEDGEMENT,
+        (200, 200, 403, 403, 401),
+    ),
+    ("POST", "/v1/purchase-orders/{po}/receipts", RECEIPT, (201, 201, 403, 403, 401)),
+    ("POST", "/v1/purchase-orders/{po}/cancel", CANCEL, (200, 200, 403, 403, 401)),
     # Health: open to everyone, with or without a key.
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
@@ -176,6 +196,17 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
         )
         assert placed.status_code == 201, placed.text
         order_ids[customer_id] = placed.json()["id"]
+    po_ids = []
+    for _ in range(2):
+        po = await client.post(
+            "/v1/purchase-orders",
+            headers=keys.admin,
+            json={"supplier_id": supplier_ids[0], "lines": [{"sku": SKU, "quantity": 10}]},
+        )
+        assert po.status_code == 201, po.text
+        po_ids.append(po.json()["id"])
+    submitted = await client.post(f"/v1/purchase-orders/{po_ids[1]}/submit", headers=keys.admin)
+    assert submitted.status_code == 200, submitted.text
     return World(
         {
             "sku": SKU,
@@ -187,6 +218,8 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
             "other_order": order_ids[keys.other_customer_id],
             "supplier": supplier_ids[0],
             "spare_supplier": supplier_ids[1],
+            "draft_po": po_ids[0],
+            "po": po_ids[1],
         }
     )
 
@@ -213,6 +246,8 @@ def test_the_matrix_covers_every_route_of_the_app() -> None:
         "{own_order}": "{order_id}",
         "{other_order}": "{order_id}",
         "{supplier}": "{supplier_id}",
+        "{draft_po}": "{po_id}",
+        "{po}": "{po_id}",
     }
 
     def route_of(path: str) -> str:

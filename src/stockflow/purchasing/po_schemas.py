@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -99,6 +99,24 @@ class PurchaseOrderCreate(WriteModel):
     """A purchase order staff place by hand. It starts as a draft; its quantities count as
     `on_order` at once. The supplier's terms (supplier SKU, cost, lead time) are copied from
     the product's supplier link, so the supplier must sell every SKU."""
+
+    read_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {
+            "id",
+            "status",
+            "origin",
+            "created_by",
+            "submit_after",
+            "submitted_at",
+            "acknowledged_at",
+            "expected_delivery_date",
+            "received_at",
+            "cancelled_at",
+            "cancel_reason",
+            "created_at",
+            "updated_at",
+        }
+    )
 
     supplier_id: str = Field(max_length=40, examples=["sup_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
     lines: list[PurchaseOrderLineCreate] = Field(min_length=1, max_length=1000)

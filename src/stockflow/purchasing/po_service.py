@@ -27,6 +27,7 @@ from stockflow.orders import rules
 from stockflow.purchasing import po_repository, replenishment
 from stockflow.purchasing import repository as suppliers
 from stockflow.purchasing.po_schemas import (
+    MAX_PO_QUANTITY,
     AllocationRead,
     PurchaseOrderCreate,
     PurchaseOrderLineRead,
@@ -134,7 +135,7 @@ async def create_purchase_order(
             errors=[{"location": "body.supplier_id", "message": "unknown or inactive supplier"}],
         )
     requested = rules.merge_lines(
-        ((line.sku, line.quantity) for line in data.lines), max_quantity=2**31 - 1
+        ((line.sku, line.quantity) for line in data.lines), max_quantity=MAX_PO_QUANTITY
     )
     catalog, _rules = await orders.catalog_entries(session, [line.sku for line in requested])
     unknown = [line for line in requested if line.sku not in catalog]
@@ -344,7 +345,7 @@ async def receive(
     before = await _read(session, po_id)
     require(before.status, PurchaseOrderAction.RECEIVE)
     requested = rules.merge_lines(
-        ((line.sku, line.quantity) for line in data.lines), max_quantity=2**31 - 1
+        ((line.sku, line.quantity) for line in data.lines), max_quantity=MAX_PO_QUANTITY
     )
     lines = (await po_repository.lines_of(session, [po_id]))[po_id]
     product_of = {line.sku: line.product_id for line in lines}
