@@ -438,6 +438,26 @@ def test_the_quantity_is_zero_or_whole_packs_at_least_the_minimum(
 
 
 @given(
+    backlog=st.integers(0, 10_000),
+    on_order=st.integers(0, 15_000),
+    buffer_pct=st.integers(0, MAX_BUFFER_PCT),
+    pack_size=st.integers(1, 50),
+    min_order_qty=st.integers(1, 100),
+)
+def test_after_the_rule_on_order_covers_the_backlog(
+    backlog: int, on_order: int, buffer_pct: int, pack_size: int, min_order_qty: int
+) -> None:
+    # Stated on the raw inputs rather than the explanation's own target, so a target
+    # computed below B (a rounding or sign slip) could not hide behind a consistent check.
+    settings = ReplenishmentSettings(buffer_pct, pack_size, min_order_qty)
+    quantity = backorder_quantity(backlog=backlog, on_order=on_order, settings=settings).quantity
+    assert quantity == 0 or (quantity % pack_size == 0 and quantity >= min_order_qty)
+    if on_order >= expected_target(backlog, buffer_pct):
+        assert quantity == 0
+    assert on_order + quantity >= backlog
+
+
+@given(
     settings=settings_strategy,
     backlog=st.integers(0, 10_000),
     covered=st.integers(0, 5_000),

@@ -331,10 +331,22 @@ async def place_order(
     return read
 
 
-def _planned_arrival(supplier: SupplierTerms, *, now: datetime, consolidation_seconds: int) -> date:
-    """When a PO line ordered now is expected: submitted now, or when the draft's window
-    closes (a draft already open closes earlier, so this is the later bound)."""
-    submitted = now + timedelta(seconds=consolidation_seconds)
+def _planned_arrival(
+    supplier: SupplierTerms,
+    *,
+    now: datetime,
+    consolidation_seconds: int,
+    open_drafts: Mapping[str, datetime],
+) -> date:
+    """When a PO line ordered now is expected: submitted now; or, with a consolidation
+    window, when the draft it would join is submitted (the supplier's open draft, else a
+    new one whose window starts now)."""
+    if consolidation_seconds <= 0:
+        submitted = now
+    else:
+        submitted = open_drafts.get(
+            supplier.supplier_id, now + timedelta(seconds=consolidation_seconds)
+        )
     return (submitted + timedelta(days=supplier.lead_time_days)).date()
 
 
@@ -384,6 +396,13 @@ async def preview_order(
         if outcome.backordered > 0
     }
     incoming: dict[str, list[tuple[date, int]]] = {}
+    open_drafts = (
+        await po_repository.replenishment_draft_submissions(
+            session, sorted({line.terms.supplier_id for line in planned})
+        )
+        if planned and limits.po_consolidation_seconds > 0
+        else {}
+    )
     for planned_line in planned:
         incoming.setdefault(planned_line.product_id, []).append(
             (
@@ -391,6 +410,7 @@ async def preview_order(
                     planned_line.terms,
                     now=now,
                     consolidation_seconds=limits.po_consolidation_seconds,
+                    open_drafts=open_drafts,
                 ),
                 planned_line.explanation.quantity,
             )

@@ -207,6 +207,20 @@ async def replenishment_draft(
     raise RuntimeError(f"no replenishment draft for supplier {supplier_id} after 5 attempts")
 
 
+async def replenishment_draft_submissions(
+    session: AsyncSession, supplier_ids: Sequence[str]
+) -> dict[str, datetime]:
+    """When each supplier's open replenishment draft is due to be submitted (read without
+    a lock, for a preview)."""
+    rows = await session.execute(
+        select(PurchaseOrder.supplier_id, PurchaseOrder.submit_after)
+        .where(PurchaseOrder.supplier_id.in_(supplier_ids))
+        .where(PurchaseOrder.status == "draft")
+        .where(PurchaseOrder.origin == "replenishment")
+    )
+    return {supplier_id: due for supplier_id, due in rows.all() if due is not None}
+
+
 async def insert_purchase_order(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(PurchaseOrder), [row])
 
