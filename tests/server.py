@@ -165,3 +165,24 @@ async def reconcile(database_url: str) -> Result:
         ["inventory", "reconcile"],
         env={"STOCKFLOW_DATABASE_URL": database_url},
     )
+
+
+# Below uvicorn's default keep-alive timeout (5 s), which the server runs with.
+KEEPALIVE_SECONDS = 2.0
+CLIENT_TIMEOUT = httpx.Timeout(60.0)
+
+
+def concurrent_client(base_url: str, connections: int = 250) -> httpx.AsyncClient:
+    """A client that really opens one connection per in-flight request.
+
+    Idle connections are dropped well before the server's 5 s keep-alive timeout: reusing
+    one just as the server closes it fails the request with a read error that says
+    nothing about the server. The timeout is long enough for hundreds of requests queueing
+    on one row lock behind the server's connection pool.
+    """
+    limits = httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=KEEPALIVE_SECONDS,
+    )
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=CLIENT_TIMEOUT)

@@ -25,7 +25,7 @@ import pytest
 from stockflow.auth.roles import Role
 from stockflow.db import migrate
 from tests.conftest import skip_without_postgres
-from tests.server import asyncpg_dsn, create_keys, reconcile, running_server
+from tests.server import asyncpg_dsn, concurrent_client, create_keys, reconcile, running_server
 from tests.support import (
     POSTGRES_URL,
     create_postgres_database,
@@ -36,8 +36,6 @@ from tests.support import (
 pytestmark = pytest.mark.postgres_only
 
 PROBLEM = "application/problem+json"
-# Long enough for 200 requests queueing on one row lock behind a pool of 10 connections.
-CLIENT_TIMEOUT = httpx.Timeout(60.0)
 WAIT_TIMEOUT = 15.0
 
 
@@ -67,12 +65,6 @@ async def own_database() -> AsyncIterator[OwnDatabase]:
         yield OwnDatabase(name, url, await create_keys(url))
     finally:
         await drop_postgres_database(name)
-
-
-def concurrent_client(base_url: str, connections: int = 250) -> httpx.AsyncClient:
-    """A client that really opens one connection per in-flight request."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=CLIENT_TIMEOUT)
 
 
 class InFlight:
