@@ -19,8 +19,10 @@ from stockflow.auth.usage import KeyUsageRecorder
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
-from stockflow.observability.logging import configure_logging
+from stockflow.observability.logging import configure_logging, get_logger
 from stockflow.workers import maintenance
+
+log = get_logger(__name__)
 
 DESCRIPTION = """
 Stockflow takes orders, reserves stock without ever overselling, and tells you exactly
@@ -41,6 +43,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background: list[asyncio.Task[None]] = []
+        if settings.po_consolidation_seconds > 0 and not settings.maintenance_enabled:
+            log.warning(
+                "purchase_order_submission_off",
+                detail="consolidated drafts are submitted only by "
+                "`stockflow maintenance submit-purchase-orders` while maintenance is disabled",
+            )
         if settings.maintenance_enabled:
             background.append(
                 asyncio.create_task(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 
+from stockflow.audit import repository as audit_repository
 from stockflow.db.engine import Database
 from stockflow.inventory import service as inventory_service
 from tests.backorders import (
@@ -169,7 +170,7 @@ async def test_a_cancelled_orders_stock_goes_to_the_waiting_order_first(
 
 
 async def test_a_positive_adjustment_serves_the_backlog(
-    client: httpx.AsyncClient, keys: Keys
+    client: httpx.AsyncClient, keys: Keys, database: Database
 ) -> None:
     await backorder_product(client, keys, SKU)
     waiting = await place(client, keys, {SKU: 4})
@@ -178,3 +179,9 @@ async def test_a_positive_adjustment_serves_the_backlog(
     assert adjusted["inventory"]["backordered"] == 1
     served = await order(client, keys, waiting["id"])
     assert (line_of(served, SKU)["allocated"], line_of(served, SKU)["backordered"]) == (3, 1)
+    async with database.transaction(write=False) as session:
+        [record] = await audit_repository.for_resource(session, "stock_level", f"{SKU}@default")
+    assert record.before == {"location": "default", "on_hand": 0, "reserved": 0}
+    assert record.after is not None
+    assert (record.after["on_hand"], record.after["reserved"]) == (3, 3)
+    assert record.after["served_orders"] == [{"order_id": waiting["id"], "units": 3}]

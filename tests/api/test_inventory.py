@@ -185,6 +185,7 @@ async def test_adjustment_writes_a_movement_and_answers_the_new_stock(
         "reserved": 0,
         "reason": "delivery outside a PO",
         "movement_id": movement["id"],
+        "served_orders": [],
     }
 
 

@@ -196,7 +196,7 @@ def test_the_acknowledged_date_wins_over_everything() -> None:
         acknowledged_date=date(2026, 3, 4),
         submitted_at=SUBMITTED,
         planned_submission=PLANNED,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=30,
     ) == date(2026, 3, 4)
 
@@ -206,7 +206,7 @@ def test_a_submitted_po_arrives_a_lead_time_after_submission() -> None:
         acknowledged_date=None,
         submitted_at=SUBMITTED,
         planned_submission=PLANNED,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=7,
     ) == date(2026, 3, 8)
 
@@ -216,17 +216,17 @@ def test_a_draft_arrives_a_lead_time_after_its_planned_submission() -> None:
         acknowledged_date=None,
         submitted_at=None,
         planned_submission=PLANNED,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=7,
     ) == date(2026, 3, 12)
 
 
-def test_a_manual_draft_counts_from_its_creation() -> None:
+def test_a_manual_draft_counts_as_if_submitted_now() -> None:
     assert expected_arrival(
         acknowledged_date=None,
         submitted_at=None,
         planned_submission=None,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=2,
     ) == date(2026, 3, 1)
 
@@ -237,14 +237,14 @@ def test_a_late_evening_submission_crosses_midnight_in_utc() -> None:
         acknowledged_date=None,
         submitted_at=late,
         planned_submission=None,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=0,
     ) == date(2026, 3, 1)
     assert expected_arrival(
         acknowledged_date=None,
         submitted_at=late + timedelta(hours=1),
         planned_submission=None,
-        created_at=CREATED,
+        now=CREATED,
         lead_time_days=1,
     ) == date(2026, 3, 3)
 
@@ -262,7 +262,7 @@ def test_the_arrival_is_exactly_the_lead_time_after_the_start_day(
         acknowledged_date=None,
         submitted_at=start,
         planned_submission=None,
-        created_at=start - timedelta(days=3),
+        now=start - timedelta(days=3),
         lead_time_days=lead,
     )
     assert (arrival - start.date()).days == lead

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,9 +17,23 @@ from stockflow.db.engine import Database
 from stockflow.errors import AuthenticationRequired, PermissionDenied
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_READ_ONLY_POSTS = frozenset({"/v1/orders/preview"})
-"""POSTs that only compute an answer: they get a read transaction, so a preview never
-takes SQLite's write lock."""
+_READ_ONLY_MARK = "__stockflow_read_only__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def read_only_transaction(endpoint: F) -> F:
+    """Mark an endpoint that only computes an answer (a preview): its request gets a read
+    transaction whatever its method, so it never takes SQLite's write lock."""
+    setattr(endpoint, _READ_ONLY_MARK, True)
+    return endpoint
+
+
+def _writes(request: Request) -> bool:
+    if request.method in _READ_ONLY_METHODS:
+        return False
+    route = request.scope.get("route")
+    return not getattr(getattr(route, "endpoint", None), _READ_ONLY_MARK, False)
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,8 +53,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     a commit that fails becomes an error response, never a 2xx for lost work.
     """
     database = get_database(request)
-    write = request.method not in _READ_ONLY_METHODS and request.url.path not in _READ_ONLY_POSTS
-    async with database.transaction(write=write) as session:
+    async with database.transaction(write=_writes(request)) as session:
         yield session
 
 

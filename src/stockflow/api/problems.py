@@ -121,10 +121,31 @@ def _database_unavailable(exc: Exception) -> bool:
     )
 
 
+def _rolled_back(exc: Exception) -> bool:
+    """A transaction the database rolled back to break a deadlock or a serialisation
+    conflict (SQLSTATE class 40): nothing was written, and the same request can succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("40")
+
+
 async def _handle_database_error(_request: Request, exc: Exception) -> JSONResponse:
     # A lost or refused database connection is the deployment's trouble, not the request's:
     # say so with 503 and a retry hint instead of a 500 that reads like a bug. Any other
     # database error is a bug and goes on to the last-resort 500.
+    if _rolled_back(exc):
+        log.warning("transaction_rolled_back", error=type(exc).__name__)
+        return problem_response(
+            status=503,
+            type_=problem_type_uri("service-unavailable"),
+            title="Service unavailable",
+            detail=(
+                "The request collided with a concurrent one and was rolled back; nothing was "
+                "changed. Retry it (with the same Idempotency-Key, if it had one)."
+            ),
+            headers={"Retry-After": "1"},
+        )
     if not _database_unavailable(exc):
         raise exc
     log.warning("database_unavailable", error=type(exc).__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,6 +92,7 @@ async def promises(
     """
     if not product_ids:
         return {}
+    now = datetime.now(UTC)
     queues = await orders.waiting_lines(session, product_ids)
     arrivals: dict[str, list[tuple[date, int]]] = {product_id: [] for product_id in product_ids}
     for line in await po_repository.incoming(session, product_ids):
@@ -101,7 +102,7 @@ async def promises(
                     acknowledged_date=line.expected_delivery_date,
                     submitted_at=line.submitted_at,
                     planned_submission=line.submit_after,
-                    created_at=line.created_at,
+                    now=now,
                     lead_time_days=line.lead_time_days,
                 ),
                 line.units,

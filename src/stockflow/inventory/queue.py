@@ -64,13 +64,14 @@ def expected_arrival(
     acknowledged_date: date | None,
     submitted_at: datetime | None,
     planned_submission: datetime | None,
-    created_at: datetime,
+    now: datetime,
     lead_time_days: int,
 ) -> date:
     """When a PO line's goods are expected: the supplier's acknowledged delivery date, else
-    the submission (or, for a draft, its planned submission, else its creation) plus the
-    line's lead time."""
+    the submission (or, for a replenishment draft, its planned submission) plus the line's
+    lead time. A manual draft has no planned submission: counted as if submitted now, so
+    its date never lies in the past while it waits for someone to submit it."""
     if acknowledged_date is not None:
         return acknowledged_date
-    start = submitted_at or planned_submission or created_at
+    start = submitted_at or planned_submission or now
     return (start + timedelta(days=lead_time_days)).date()

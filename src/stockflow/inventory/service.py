@@ -161,6 +161,8 @@ async def adjust_stock(
             created_at=now,
         ),
     )
+    reserved_before = reserved_after
+    served: list[backlog.Allocation] = []
     if data.delta > 0 and location.is_default:
         # New stock goes to waiting orders first (DESIGN §2); the row is still locked.
         served = await backlog.serve(
@@ -177,8 +179,16 @@ async def adjust_stock(
         action="stock.adjusted",
         resource_type="stock_level",
         resource_id=f"{sku}@{location.code}",
-        before={**stock_after, "on_hand": on_hand_after - data.delta},
-        after={**stock_after, "reason": data.reason, "movement_id": movement.id},
+        before={**stock_after, "on_hand": on_hand_after - data.delta, "reserved": reserved_before},
+        after={
+            **stock_after,
+            "reason": data.reason,
+            "movement_id": movement.id,
+            "served_orders": [
+                {"order_id": allocation.order_id, "units": allocation.units}
+                for allocation in served
+            ],
+        },
     )
     return AdjustmentRead(
         movement=MovementRead.model_validate(movement),

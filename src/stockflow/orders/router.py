@@ -5,7 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
+from stockflow.api.deps import (
+    AnyPrincipal,
+    ListParamsDep,
+    SessionDep,
+    SettingsDep,
+    StaffPrincipal,
+    read_only_transaction,
+)
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
 from stockflow.config import Settings
@@ -77,6 +84,7 @@ async def place_order(
     ),
     responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
 )
+@read_only_transaction
 async def preview_order(
     data: OrderCreate, session: SessionDep, settings: SettingsDep, principal: AnyPrincipal
 ) -> OrderPreview:

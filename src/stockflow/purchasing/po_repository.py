@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,7 +62,6 @@ class Incoming:
     expected_delivery_date: date | None
     submitted_at: datetime | None
     submit_after: datetime | None
-    created_at: datetime
 
 
 def _terms_query(product_ids: Sequence[str]) -> Any:
@@ -287,6 +286,54 @@ async def change_status(
     return found is not None
 
 
+async def acknowledge(
+    session: AsyncSession,
+    *,
+    po_id: str,
+    expected_delivery_date: date,
+    from_statuses: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Record the supplier's date; a partially received PO keeps its status. Guarded and
+    decided in one statement, so it never undoes a receipt committed meanwhile."""
+    found = await session.scalar(
+        update(PurchaseOrder)
+        .where(PurchaseOrder.id == po_id)
+        .where(PurchaseOrder.status.in_(from_statuses))
+        .values(
+            status=case(
+                (PurchaseOrder.status == "partially_received", PurchaseOrder.status),
+                else_="acknowledged",
+            ),
+            expected_delivery_date=expected_delivery_date,
+            acknowledged_at=now,
+            updated_at=now,
+        )
+        .returning(PurchaseOrder.id)
+        .execution_options(synchronize_session=False)
+    )
+    return found is not None
+
+
+async def lock(session: AsyncSession, po_id: str) -> str | None:
+    """Row-lock a PO (last in the lock order) and read its status afresh."""
+    status: str | None = await session.scalar(
+        select(PurchaseOrder.status).where(PurchaseOrder.id == po_id).with_for_update()
+    )
+    return status
+
+
+async def products_of(session: AsyncSession, po_id: str) -> list[tuple[str, str]]:
+    """``(sku, product_id)`` of a PO's lines, sorted by SKU: the order to lock them in."""
+    rows = await session.execute(
+        select(PurchaseOrderLine.sku, PurchaseOrderLine.product_id)
+        .where(PurchaseOrderLine.purchase_order_id == po_id)
+        .distinct()
+        .order_by(PurchaseOrderLine.sku)
+    )
+    return [(sku, product_id) for sku, product_id in rows.all()]
+
+
 async def submit_due_drafts(session: AsyncSession, *, now: datetime) -> list[str]:
     """Submit every replenishment draft whose consolidation window has closed, in one
     guarded statement: a draft another process submitted first no longer matches."""
@@ -323,7 +370,6 @@ async def incoming(session: AsyncSession, product_ids: Sequence[str]) -> list[In
             PurchaseOrder.expected_delivery_date,
             PurchaseOrder.submitted_at,
             PurchaseOrder.submit_after,
-            PurchaseOrder.created_at,
         )
         .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
         .where(PurchaseOrderLine.product_id.in_(product_ids))

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from stockflow.api.deps import ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId
-from stockflow.purchasing import po_service
+from stockflow.purchasing import po_receiving, po_service
 from stockflow.purchasing.po_schemas import (
     AcknowledgeRequest,
     PurchaseOrderCancel,
@@ -157,7 +157,7 @@ async def receive_purchase_order(
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
     return await idempotency.respond(
-        lambda: po_service.receive(session, actor=principal, po_id=po_id, data=data)
+        lambda: po_receiving.receive(session, actor=principal, po_id=po_id, data=data)
     )
 
 
@@ -181,7 +181,7 @@ async def cancel_purchase_order(
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
     return await idempotency.respond(
-        lambda: po_service.cancel(
+        lambda: po_receiving.cancel(
             session,
             actor=principal,
             po_id=po_id,
