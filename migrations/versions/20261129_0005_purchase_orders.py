@@ -1,4 +1,5 @@
-"""Purchase orders and their lines; a version on supplier products for If-Match.
+"""Purchase orders and their lines; a version on supplier products for If-Match; an index
+of the order lines waiting for stock.
 
 Revision ID: 0005
 Revises: 0004
@@ -120,8 +121,20 @@ def upgrade() -> None:
     with op.batch_alter_table("supplier_products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("version", sa.Integer(), server_default="1", nullable=False))
 
+    with op.batch_alter_table("order_lines", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_order_lines_waiting",
+            ["product_id"],
+            unique=False,
+            postgresql_where=sa.text("backordered > 0"),
+            sqlite_where=sa.text("backordered > 0"),
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("order_lines", schema=None) as batch_op:
+        batch_op.drop_index("ix_order_lines_waiting")
+
     with op.batch_alter_table("supplier_products", schema=None) as batch_op:
         batch_op.drop_column("version")
 

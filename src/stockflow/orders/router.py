@@ -16,7 +16,7 @@ from stockflow.api.deps import (
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
 from stockflow.config import Settings
-from stockflow.orders import fulfilment, placement, service
+from stockflow.orders import fulfilment, placement, preview, service
 from stockflow.orders.schemas import (
     CancelRequest,
     OrderCreate,
@@ -55,7 +55,15 @@ def _limits(settings: Settings) -> service.OrderLimits:
         "SKU are merged first. A customer key orders for its own customer. Send "
         "`Idempotency-Key` to make retries safe."
     ),
-    responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
+    responses={
+        409: {"description": "Insufficient stock of a `reject` product"},
+        422: {
+            "description": (
+                "Invalid order, or a `backorder` product short of stock without an active "
+                "supplier (`backorder-needs-supplier`)"
+            )
+        },
+    },
 )
 async def place_order(
     data: OrderCreate,
@@ -82,13 +90,21 @@ async def place_order(
         "reserved, ordered or stored. Refused exactly as placing would be (for example 409 "
         "`insufficient-stock` for a short `reject` line)."
     ),
-    responses={409: {"description": "Insufficient stock"}, 422: {"description": "Invalid order"}},
+    responses={
+        409: {"description": "Insufficient stock of a `reject` product"},
+        422: {
+            "description": (
+                "Invalid order, or a `backorder` product short of stock without an active "
+                "supplier (`backorder-needs-supplier`)"
+            )
+        },
+    },
 )
 @read_only_transaction
 async def preview_order(
     data: OrderCreate, session: SessionDep, settings: SettingsDep, principal: AnyPrincipal
 ) -> OrderPreview:
-    return await placement.preview_order(
+    return await preview.preview_order(
         session, actor=principal, data=data, limits=_limits(settings)
     )
 

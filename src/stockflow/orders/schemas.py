@@ -174,7 +174,7 @@ class PlannedPurchaseLine(ReadModel):
 class OrderPreview(ReadModel):
     """What placing the order would do now. Nothing is reserved, ordered or stored."""
 
-    customer_id: str
+    customer_id: str = Field(examples=["cus_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
     fulfilment: FulfilmentFlag
     currency: str = Field(examples=["EUR"])
     subtotal: int = Field(examples=[64500])

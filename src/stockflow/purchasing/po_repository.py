@@ -28,6 +28,7 @@ from stockflow.db.models import (
 from stockflow.db.models.purchasing import OPEN_PO_STATUSES
 from stockflow.db.pagination import Page, paginate
 from stockflow.ids import new_id
+from stockflow.inventory.policy import ProductRules, ShortagePolicy
 
 _DRAFT_PREDICATE = "status = 'draft' AND origin = 'replenishment'"
 """The predicate of the partial unique index on ``purchase_orders.supplier_id``."""
@@ -381,8 +382,8 @@ async def incoming(session: AsyncSession, product_ids: Sequence[str]) -> list[In
 
 async def product_rules(
     session: AsyncSession, product_ids: Sequence[str]
-) -> dict[str, tuple[str, str, int, int | None, int | None]]:
-    """``(sku, shortage_policy, buffer, reorder_point, reorder_up_to)`` per product."""
+) -> dict[str, tuple[str, ProductRules]]:
+    """Each product's SKU and shortage rules."""
     if not product_ids:
         return {}
     rows = await session.execute(
@@ -395,4 +396,15 @@ async def product_rules(
             Product.reorder_up_to,
         ).where(Product.id.in_(product_ids))
     )
-    return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows.all()}
+    return {
+        row.id: (
+            row.sku,
+            ProductRules(
+                ShortagePolicy(row.shortage_policy),
+                row.replenish_buffer_pct,
+                row.reorder_point,
+                row.reorder_up_to,
+            ),
+        )
+        for row in rows.all()
+    }

@@ -55,6 +55,7 @@ async def list_purchase_orders(
 @router.get(
     "/{po_id}",
     summary="Get a purchase order",
+    responses={404: {"description": "No such purchase order"}},
     description=(
         "Its lines, each with the explanation of how its quantity was chosen and which "
         "order lines caused it, and its expected arrival. Staff."
@@ -71,6 +72,14 @@ async def get_purchase_order(
     status_code=status.HTTP_201_CREATED,
     response_model=PurchaseOrderRead,
     summary="Create a purchase order by hand",
+    responses={
+        422: {
+            "description": (
+                "Unknown or inactive supplier, unknown SKU, a SKU the supplier does not sell, "
+                "or an invalid quantity"
+            )
+        }
+    },
     description=(
         "A draft PO to one supplier; its quantities count as `on_order` at once. Terms are "
         "copied from each product's link to the supplier, so the supplier must sell every "

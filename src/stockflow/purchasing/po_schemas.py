@@ -144,15 +144,19 @@ class ReceiptCreate(WriteModel):
 
 
 class ReceivedLineRead(ReadModel):
-    sku: str
-    quantity: int = Field(description="Units taken into stock.")
-    over_received: int = Field(description="Of those, units beyond what was still to come.")
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    quantity: int = Field(description="Units taken into stock.", examples=[24])
+    over_received: int = Field(
+        description="Of those, units beyond what was still to come.", examples=[0]
+    )
 
 
 class AllocationRead(ReadModel):
-    order_id: str
-    sku: str
-    units: int = Field(description="Units moved from backordered to allocated on that order.")
+    order_id: str = Field(examples=["ord_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    sku: str = Field(examples=["MUG-BLUE-330"])
+    units: int = Field(
+        description="Units moved from backordered to allocated on that order.", examples=[20]
+    )
 
 
 class ReceiptRead(ReadModel):

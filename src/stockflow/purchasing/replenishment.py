@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockflow.ids import new_id
 from stockflow.inventory.policy import (
     Explanation,
-    ProductRules,
     ReplenishmentSettings,
     ShortagePolicy,
     backorder_quantity,
@@ -41,12 +40,6 @@ class PlannedLine:
 
     def explanation_json(self) -> dict[str, Any]:
         return {**self.explanation.as_dict(), "caused_by": self.caused_by}
-
-
-def product_rules(
-    policy: str, buffer_pct: int, point: int | None, up_to: int | None
-) -> ProductRules:
-    return ProductRules(ShortagePolicy(policy), buffer_pct, point, up_to)
 
 
 async def place(
@@ -135,15 +128,17 @@ async def cover_backlog(
     queues = await orders.waiting_lines(session, product_ids)
     planned: list[PlannedLine] = []
     for product_id in product_ids:
-        sku, policy, buffer_pct, _point, _up_to = rules[product_id]
+        sku, product = rules[product_id]
         supplier = terms.get(product_id)
-        if policy != ShortagePolicy.BACKORDER or supplier is None:
+        if product.shortage_policy is not ShortagePolicy.BACKORDER or supplier is None:
             continue
         counters = await po_repository.add_backlog(session, product_id=product_id, units=0)
         explanation = backorder_quantity(
             backlog=counters.backordered,
             on_order=counters.on_order,
-            settings=ReplenishmentSettings(buffer_pct, supplier.pack_size, supplier.min_order_qty),
+            settings=ReplenishmentSettings(
+                product.buffer_pct, supplier.pack_size, supplier.min_order_qty
+            ),
         )
         if explanation.quantity <= 0:
             continue

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,6 +73,13 @@ class OrderLine(Base):
         CheckConstraint("shipped >= 0", name="shipped_non_negative"),
         CheckConstraint("allocated + backordered <= quantity", name="covered_within_quantity"),
         CheckConstraint("shipped <= allocated", name="shipped_within_allocated"),
+        # The backlog queue: the few lines still waiting for stock, not every line ever sold.
+        Index(
+            "ix_order_lines_waiting",
+            "product_id",
+            postgresql_where=text("backordered > 0"),
+            sqlite_where=text("backordered > 0"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
