@@ -74,6 +74,21 @@ def test_serve_demo_migrates_seeds_and_prints_a_working_key(tmp_path: Path) -> N
         assert len(products) == 5
         stock = httpx.get(f"{base}/v1/inventory/MUG-BLUE-330", headers=headers).json()
         assert stock["on_hand"] == 40
+        # The out-of-stock tea backorders: its shortfall plus 20 %, in packs of 6, is ordered.
+        customer = re.search(r"customer (cus_\w+)", output)
+        assert customer is not None, output
+        placed = httpx.post(
+            f"{base}/v1/orders",
+            json={
+                "customer_id": customer.group(1),
+                "lines": [{"sku": "TEA-EARLGREY-250", "quantity": 3}],
+            },
+            headers=headers,
+        )
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["lines"][0]["backordered"] == 3
+        [po] = httpx.get(f"{base}/v1/purchase-orders", headers=headers).json()["data"]
+        assert [line["quantity"] for line in po["lines"]] == [6]
         assert httpx.get(f"{base}/docs").status_code == 200
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Stockflow"
 

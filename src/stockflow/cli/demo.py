@@ -16,7 +16,11 @@ from stockflow.customers import service as customers_service
 from stockflow.customers.schemas import CustomerCreate
 from stockflow.db.engine import Database
 from stockflow.inventory import service as inventory_service
+from stockflow.inventory.policy import ShortagePolicy
 from stockflow.inventory.schemas import AdjustmentCreate
+from stockflow.purchasing import repository as purchasing_repository
+from stockflow.purchasing import service as purchasing_service
+from stockflow.purchasing.schemas import SupplierCreate, SupplierProductCreate
 
 DEMO_PRODUCTS = [
     ("MUG-BLUE-330", "Blue mug, 330 ml", 1290, 40),
@@ -25,6 +29,10 @@ DEMO_PRODUCTS = [
     ("COASTER-4", "Cork coasters, set of 4", 690, 120),
     ("TEA-EARLGREY-250", "Earl Grey loose leaf, 250 g", 1150, 0),
 ]
+DEMO_BACKORDER_SKU = "TEA-EARLGREY-250"
+"""Out of stock and ``backorder``: an order for it is accepted and its shortfall plus 20 %
+ordered from the demo supplier, so the flow can be tried at once."""
+DEMO_SUPPLIER_NAME = "Demo Tea Importers"
 DEMO_CUSTOMER_REF = "demo:customer"
 DEMO_KEY_NAME = "demo admin"
 
@@ -33,13 +41,44 @@ async def _seed(database: Database) -> tuple[str, str | None]:
     actor = Principal.command_line()
     customer_id: str | None = None
     async with database.transaction() as session:
+        supplier_id = await purchasing_repository.supplier_id_named(session, DEMO_SUPPLIER_NAME)
+        if supplier_id is None:
+            supplier = await purchasing_service.create_supplier(
+                session,
+                actor=actor,
+                data=SupplierCreate(name=DEMO_SUPPLIER_NAME, lead_time_days=5),
+            )
+            supplier_id = supplier.id
         for sku, name, price, stock in DEMO_PRODUCTS:
             if await catalog_repository.get_by_sku(session, sku) is not None:
                 continue
+            backorder = sku == DEMO_BACKORDER_SKU
             await catalog_service.create_product(
                 session,
                 actor=actor,
-                data=ProductCreate(sku=sku, name=name, unit_price=price, currency="EUR"),
+                data=ProductCreate(
+                    sku=sku,
+                    name=name,
+                    unit_price=price,
+                    currency="EUR",
+                    shortage_policy=ShortagePolicy.BACKORDER
+                    if backorder
+                    else ShortagePolicy.REJECT,
+                    suppliers=(
+                        [
+                            SupplierProductCreate(
+                                supplier_id=supplier_id,
+                                supplier_sku="EG-250",
+                                cost_price=520,
+                                currency="EUR",
+                                pack_size=6,
+                                priority=10,
+                            )
+                        ]
+                        if backorder
+                        else []
+                    ),
+                ),
             )
             if stock:
                 await inventory_service.adjust_stock(

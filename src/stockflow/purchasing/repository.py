@@ -18,6 +18,14 @@ async def get_supplier_for_update(session: AsyncSession, supplier_id: str) -> Su
     )
 
 
+async def supplier_id_named(session: AsyncSession, name: str) -> str | None:
+    """The oldest supplier with this name (names are not unique; the demo seeds by name)."""
+    found: str | None = await session.scalar(
+        select(Supplier.id).where(Supplier.name == name).order_by(Supplier.id).limit(1)
+    )
+    return found
+
+
 async def add(session: AsyncSession, row: Supplier | SupplierProduct) -> None:
     session.add(row)
     await session.flush()
