@@ -120,9 +120,14 @@ class ServiceUnavailable(StockflowError):
     title = "Service unavailable"
     status = 503
     description = (
-        "The database is unreachable, busy or not migrated. Retry after the number of "
+        "The database is unreachable, busy or not migrated, or the request collided with a "
+        "concurrent one and was rolled back. Nothing was changed. Retry after the number of "
         "seconds in `Retry-After`."
     )
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 5, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class IdempotencyKeyReused(StockflowError):

@@ -33,6 +33,6 @@ def test_the_purchase_order_refusal_is_registered_and_renders_its_own_members() 
     assert error.status == 409
     assert error.extensions == {"purchase_order_status": "received", "action": "cancel"}
     assert error.detail == (
-        "Cannot cancel a received purchase order; allowed only when it is acknowledged or "
-        "draft or partially_received or submitted."
+        "Cannot cancel a received purchase order; allowed only when it is draft, submitted, "
+        "acknowledged or partially received."
     )

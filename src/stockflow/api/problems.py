@@ -13,7 +13,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stockflow.errors import AuthenticationRequired, StockflowError, problem_type_uri
+from stockflow.errors import (
+    AuthenticationRequired,
+    ServiceUnavailable,
+    StockflowError,
+    problem_type_uri,
+)
 from stockflow.observability.logging import get_logger, request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -73,6 +78,8 @@ async def _handle_stockflow_error(_request: Request, exc: Exception) -> JSONResp
     headers = None
     if isinstance(exc, AuthenticationRequired):
         headers = {"WWW-Authenticate": 'Bearer realm="stockflow"'}
+    elif isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     return problem_response(
         status=exc.status,
         type_=exc.type,

@@ -88,8 +88,11 @@ async def cancel(
             break
         await savepoint.rollback()
     else:
+        log.warning("purchase_order_cancel_contended", purchase_order_id=po_id)
         raise ServiceUnavailable(
-            f"Purchase order {po_id} kept changing while it was being cancelled; retry."
+            f"Purchase order {po_id} kept changing while it was being cancelled; nothing was "
+            "changed. Retry.",
+            retry_after_seconds=1,
         )
     uncovered: list[str] = []
     for product_id in product_ids:

@@ -59,8 +59,9 @@ class PurchaseOrderLineRead(ReadModel):
     )
     expected_arrival: date = Field(
         description=(
-            "The acknowledged delivery date, else the submission (or a draft's planned "
-            "submission) plus the lead time."
+            "The acknowledged delivery date, else the submission plus the lead time. A "
+            "replenishment draft counts from its planned submission; a manual draft as if "
+            "submitted today."
         ),
         examples=["2026-12-07"],
     )

@@ -83,10 +83,14 @@ class InvalidPurchaseOrderTransition(StockflowError):
     )
 
     def __init__(self, *, status: PurchaseOrderStatus, action: PurchaseOrderAction) -> None:
-        allowed = sorted(s.value for s in allowed_from(action))
+        # In lifecycle order, as people read the states.
+        allowed = [s.value.replace("_", " ") for s in PurchaseOrderStatus if s in _ALLOWED[action]]
+        choices = (
+            allowed[-1] if len(allowed) == 1 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+        )
         super().__init__(
             f"Cannot {action.value} a {status.value.replace('_', ' ')} purchase order; "
-            f"allowed only when it is {' or '.join(allowed)}.",
+            f"allowed only when it is {choices}.",
             purchase_order_status=status.value,
             action=action.value,
         )
