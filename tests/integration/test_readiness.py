@@ -7,13 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
+from sqlalchemy.engine import make_url
 
 from stockflow.app import create_app
 from stockflow.auth.keys import generate_key
 from stockflow.config import Settings
 from stockflow.db import migrate
 from stockflow.db.engine import Database
+from tests.conftest import skip_without_postgres
+from tests.server import asyncpg_dsn
 from tests.support import drop_postgres_database, empty_database
 
 
@@ -73,3 +78,40 @@ async def test_database_gone_is_503(backend: str, tmp_path: Path) -> None:
             assert api.headers["Retry-After"] == "5"
             # Liveness is about the process, not its dependencies.
             assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_connections_the_server_dropped_cost_at_most_one_retryable_request(
+    backend: str, tmp_path: Path
+) -> None:
+    """Connections are not pinged before each use (that is a round trip per request), so
+    after the database drops them (a restart, a failover) one request may meet a dead
+    connection: it must be a retryable 503 with nothing written, and the pool must then be
+    renewed so that the next request succeeds."""
+    skip_without_postgres(backend)
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to drop connections")
+    async with empty_database(backend, tmp_path) as url:
+        await asyncio.to_thread(migrate.upgrade, url)
+        async with serving(url) as (client, _database):
+            # Several pooled connections, all in use at once, so several die together.
+            answers = await asyncio.gather(*(client.get("/readyz") for _ in range(5)))
+            assert {answer.status_code for answer in answers} == {200}
+            name = make_url(url).database
+            killer = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                dropped = await killer.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name,
+                )
+            finally:
+                await killer.close()
+            assert dropped >= 1
+            statuses = []
+            for _ in range(3):
+                response = await client.get("/readyz")
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    assert response.headers["content-type"] == "application/problem+json"
+            assert statuses.count(503) <= 1, statuses
+            assert statuses[-1] == 200, statuses

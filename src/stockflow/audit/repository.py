@@ -1,14 +1,26 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import insert, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow.db.base import table_of
 from stockflow.db.models import AuditRecord
 
+_INSERT = insert(table_of(AuditRecord))
 
-async def add(session: AsyncSession, record: AuditRecord) -> None:
-    session.add(record)
-    await session.flush()
+
+async def add(session: AsyncSession, row: dict[str, Any]) -> None:
+    """One Core INSERT: audit records are written on hot paths (staff orders) and never
+    read back in the same transaction, so they need no ORM identity."""
+    values = {
+        **row,
+        # SQL NULL, not the JSON value null, for a record with no before or after.
+        "before": null() if row.get("before") is None else row["before"],
+        "after": null() if row.get("after") is None else row["after"],
+    }
+    await (await session.connection()).execute(_INSERT, [values])
 
 
 async def for_resource(

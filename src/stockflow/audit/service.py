@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.audit import repository
 from stockflow.auth.roles import Principal
-from stockflow.db.models import AuditRecord
+from stockflow.db.base import utcnow
 from stockflow.ids import new_id
 from stockflow.observability.logging import request_id_var
 
@@ -26,15 +26,16 @@ async def record(
 ) -> None:
     await repository.add(
         session,
-        AuditRecord(
-            id=new_id("aud"),
-            actor_id=actor.id,
-            actor_role=actor.role.value,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            before=before,
-            after=after,
-            request_id=request_id_var.get(),
-        ),
+        {
+            "id": new_id("aud"),
+            "actor_id": actor.id,
+            "actor_role": actor.role.value,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "before": before,
+            "after": after,
+            "request_id": request_id_var.get(),
+            "created_at": utcnow(),
+        },
     )

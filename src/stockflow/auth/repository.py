@@ -1,16 +1,34 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow.db.base import table_of
 from stockflow.db.models import ApiKey
 from stockflow.db.pagination import Page, paginate
 
+_KEYS = table_of(ApiKey)
+# Every request authenticates: a Core statement built once, reading only what a caller is.
+_BY_HASH = select(
+    _KEYS.c.id,
+    _KEYS.c.role,
+    _KEYS.c.name,
+    _KEYS.c.customer_id,
+    _KEYS.c.revoked_at,
+    _KEYS.c.last_used_at,
+).where(_KEYS.c.key_hash == bindparam("key_hash"))
 
-async def get_by_hash(session: AsyncSession, key_hash: str) -> ApiKey | None:
-    return await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+
+async def get_by_hash(
+    session: AsyncSession, key_hash: str
+) -> Row[Any, Any, Any, Any, Any, Any] | None:
+    """The key's identity and state (id, role, name, customer_id, revoked_at,
+    last_used_at), or None."""
+    result = await (await session.connection()).execute(_BY_HASH, {"key_hash": key_hash})
+    return result.one_or_none()
 
 
 async def get(session: AsyncSession, key_id: str) -> ApiKey | None:

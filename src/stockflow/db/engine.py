@@ -54,7 +54,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.update(pool_size=settings.database_pool_size, max_overflow=0, pool_pre_ping=True)
+    # No ping before each checkout: it is a round trip on every request. A connection the
+    # server dropped fails its request with a 503 instead, and SQLAlchemy then invalidates
+    # the whole pool, so one request (retryable, nothing written) pays for a restart.
+    kwargs.update(pool_size=settings.database_pool_size, max_overflow=0, pool_recycle=1800)
     return create_async_engine(settings.database_url, **kwargs)
 
 

@@ -292,7 +292,7 @@ async def place_order(
             "tax_amount": checked.priced.tax_amount,
             "discount_amount": checked.priced.discount_amount,
             "total": checked.priced.total,
-            "metadata_": data.metadata,
+            "metadata": data.metadata,
             "placed_by": actor.id,
             "created_at": now,
             "updated_at": now,

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow.db.base import table_of
 from stockflow.db.models import (
     Customer,
     Location,
@@ -70,24 +71,47 @@ def movement_row(
     }
 
 
+_PRODUCTS = table_of(Product)
+_CUSTOMERS = table_of(Customer)
+_STOCK = table_of(StockLevel)
+_LOCATIONS = table_of(Location)
+
+# The hot path's statements, built once: executed as Core with bound parameters, they
+# skip the ORM's per-statement planning, which costs several times the database's work.
+_CATALOG = select(
+    _PRODUCTS.c.id,
+    _PRODUCTS.c.sku,
+    _PRODUCTS.c.unit_price,
+    _PRODUCTS.c.currency,
+    _PRODUCTS.c.active,
+    _PRODUCTS.c.shortage_policy,
+    _PRODUCTS.c.replenish_buffer_pct,
+    _PRODUCTS.c.reorder_point,
+    _PRODUCTS.c.reorder_up_to,
+).where(_PRODUCTS.c.sku.in_(bindparam("skus", expanding=True)))
+_CUSTOMER_EXISTS = select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.id == bindparam("customer_id"))
+_DEFAULT_LOCATION_ID = (
+    select(_LOCATIONS.c.id).where(_LOCATIONS.c.is_default.is_(True)).scalar_subquery()
+)
+_RESERVE = (
+    update(_STOCK)
+    .where(_STOCK.c.product_id == bindparam("p_product_id"))
+    .where(_STOCK.c.location_id == _DEFAULT_LOCATION_ID)
+    .where(_STOCK.c.on_hand - _STOCK.c.reserved >= bindparam("p_quantity"))
+    .values(reserved=_STOCK.c.reserved + bindparam("p_quantity"), updated_at=bindparam("p_now"))
+    .returning(_STOCK.c.location_id, _STOCK.c.on_hand, _STOCK.c.reserved)
+)
+_INSERT_ORDER = insert(table_of(Order))
+_INSERT_LINES = insert(table_of(OrderLine))
+_INSERT_MOVEMENTS = insert(table_of(StockMovement))
+
+
 async def catalog_entries(
     session: AsyncSession, skus: Sequence[str]
 ) -> tuple[dict[str, CatalogEntry], dict[str, ProductRules]]:
     """The products an order names, priced (by SKU), and their shortage rules (by id):
     one statement for both, since every order needs them."""
-    rows = await session.execute(
-        select(
-            Product.id,
-            Product.sku,
-            Product.unit_price,
-            Product.currency,
-            Product.active,
-            Product.shortage_policy,
-            Product.replenish_buffer_pct,
-            Product.reorder_point,
-            Product.reorder_up_to,
-        ).where(Product.sku.in_(skus))
-    )
+    rows = await (await session.connection()).execute(_CATALOG, {"skus": list(skus)})
     entries: dict[str, CatalogEntry] = {}
     product_rules: dict[str, ProductRules] = {}
     for row in rows:
@@ -102,7 +126,9 @@ async def catalog_entries(
 
 
 async def customer_exists(session: AsyncSession, customer_id: str) -> bool:
-    found = await session.scalar(select(Customer.id).where(Customer.id == customer_id))
+    found = await (await session.connection()).scalar(
+        _CUSTOMER_EXISTS, {"customer_id": customer_id}
+    )
     return found is not None
 
 
@@ -111,14 +137,8 @@ async def reserve(
 ) -> StockChange | None:
     """Reserve at the default location if that much is available; None when it is not."""
     row = (
-        await session.execute(
-            update(StockLevel)
-            .where(StockLevel.product_id == product_id)
-            .where(StockLevel.location_id == _DEFAULT_LOCATION)
-            .where(StockLevel.on_hand - StockLevel.reserved >= quantity)
-            .values(reserved=StockLevel.reserved + quantity, updated_at=now)
-            .returning(StockLevel.location_id, StockLevel.on_hand, StockLevel.reserved)
-            .execution_options(synchronize_session=False)
+        await (await session.connection()).execute(
+            _RESERVE, {"p_product_id": product_id, "p_quantity": quantity, "p_now": now}
         )
     ).one_or_none()
     return None if row is None else StockChange(product_id, row[0], row[1], row[2])
@@ -201,15 +221,17 @@ async def insert_order(
     lines: list[dict[str, Any]],
     movements: list[dict[str, Any]],
 ) -> None:
-    await session.execute(insert(Order), [order])
-    await session.execute(insert(OrderLine), lines)
+    """Rows keyed by column name (``metadata``, not the attribute ``metadata_``)."""
+    connection = await session.connection()
+    await connection.execute(_INSERT_ORDER, [order])
+    await connection.execute(_INSERT_LINES, lines)
     if movements:
-        await session.execute(insert(StockMovement), movements)
+        await connection.execute(_INSERT_MOVEMENTS, movements)
 
 
 async def add_movements(session: AsyncSession, movements: list[dict[str, Any]]) -> None:
     if movements:
-        await session.execute(insert(StockMovement), movements)
+        await (await session.connection()).execute(_INSERT_MOVEMENTS, movements)
 
 
 async def get_for_update(session: AsyncSession, order_id: str) -> Order | None:
