@@ -57,15 +57,15 @@ async def insert_if_absent(
         return (await session.execute(stmt)).first() is not None
     await session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
     try:
-        async with session.begin_nested():
-            inserted = (await session.execute(stmt)).first() is not None
+        inserted = (await session.execute(stmt)).first() is not None
     except DBAPIError as exc:
+        # No savepoint to return to: a busy key fails the whole request (409), so the
+        # transaction it aborted is only ever rolled back.
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             raise KeyBusy from exc
         raise
-    finally:
-        # Only the claim is bounded; the request's own row locks wait as long as they must.
-        await session.execute(text("SET LOCAL lock_timeout = 0"))
+    # Only the claim is bounded; the request's own row locks wait as long as they must.
+    await session.execute(text("SET LOCAL lock_timeout = 0"))
     return inserted
 
 

@@ -224,14 +224,15 @@ async def insert_order(
     """Rows keyed by column name (``metadata``, not the attribute ``metadata_``)."""
     connection = await session.connection()
     await connection.execute(_INSERT_ORDER, [order])
-    await connection.execute(_INSERT_LINES, lines)
+    # One multi-row INSERT each, not one execution per row.
+    await connection.execute(_INSERT_LINES.values(lines))
     if movements:
-        await connection.execute(_INSERT_MOVEMENTS, movements)
+        await connection.execute(_INSERT_MOVEMENTS.values(movements))
 
 
 async def add_movements(session: AsyncSession, movements: list[dict[str, Any]]) -> None:
     if movements:
-        await (await session.connection()).execute(_INSERT_MOVEMENTS, movements)
+        await (await session.connection()).execute(_INSERT_MOVEMENTS.values(movements))
 
 
 async def get_for_update(session: AsyncSession, order_id: str) -> Order | None:
