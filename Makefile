@@ -6,7 +6,7 @@ UV_RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt check-migrations clean
+.PHONY: help run test lint fmt check-migrations clean bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ check-migrations: .venv/.synced ## Fail if the models and the migrations disagre
 	@rm -f var/check-migrations.db
 	STOCKFLOW_DATABASE_URL=sqlite:///var/check-migrations.db $(UV_RUN) stockflow db upgrade
 	STOCKFLOW_DATABASE_URL=sqlite:///var/check-migrations.db $(UV_RUN) stockflow db check
+
+bench: .venv/.synced ## Benchmark on PostgreSQL and SQLite, with the ceiling (about 5 min; docs/benchmarks.md)
+	$(UV_RUN) python -m benchmarks run $(BENCH_ARGS)
+
+bench-smoke: .venv/.synced ## The benchmark in seconds on a tiny catalog: checks it runs, judges no figure
+	$(UV_RUN) python -m benchmarks run --smoke $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf .venv .tools var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m benchmarks``: the harness's command line."""
+
+from benchmarks.cli import app
+
+app()

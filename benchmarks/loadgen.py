@@ -1,0 +1,150 @@
+"""The asyncio load generator: a closed loop for maximum throughput, an open loop for latency
+at a fixed offered rate. Both measure a fixed window after a warm-up, and read the CPU
+counters at the window's edges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import pacing
+from benchmarks.httpclient import Connection, Response
+from benchmarks.server import CpuSnapshot, Server
+from benchmarks.stats import Sample, summarise
+from benchmarks.workloads import Call, Workload
+
+ERROR_PAUSE_S = 0.05
+
+
+@dataclass
+class Window:
+    """One measured window: what was collected, how long it lasted, the CPU it cost."""
+
+    sample: Sample
+    duration_s: float
+    cpu: dict[str, float]
+    with_server: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        summary = summarise(self.sample, self.duration_s)
+        summary["duration_s"] = self.duration_s
+        summary["cpu"] = self.cpu
+        done = summary["requests"]
+        for part in ("server", "postgres", "generator"):
+            seconds = self.cpu.get(f"{part}_s", 0.0)
+            measured = done and (part != "server" or self.with_server)
+            summary[f"{part}_cpu_ms_per_request"] = seconds * 1000.0 / done if measured else None
+        return summary
+
+
+async def _send(conn: Connection, call: Call) -> tuple[str, Response | None]:
+    try:
+        response = await conn.send(call.method, call.path, call.headers, call.body)
+    except TimeoutError:
+        return "timeout", None
+    except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        return "conn", None
+    return str(response.status), response
+
+
+async def _meter(server: Server | None, start: float, end: float, out: dict[str, float]) -> None:
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    before = CpuSnapshot.take(server)
+    await asyncio.sleep(max(0.0, end - time.perf_counter()))
+    out.update(before.until(CpuSnapshot.take(server)))
+
+
+async def closed_loop(
+    workload: Workload,
+    connect: Callable[[], Connection],
+    *,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    server: Server | None,
+) -> Window:
+    """``concurrency`` workers, each with one connection, sending back to back."""
+    start = time.perf_counter()
+    measure_start = start + warmup_s
+    measure_end = measure_start + duration_s
+    sample = Sample()
+    cpu: dict[str, float] = {}
+
+    async def worker() -> None:
+        conn = connect()
+        try:
+            while time.perf_counter() < measure_end:
+                call = workload.next()
+                sent = time.perf_counter()
+                status, response = await _send(conn, call)
+                finished = time.perf_counter()
+                if response is not None:
+                    workload.done(call, response)
+                if sent >= measure_start and finished <= measure_end:
+                    sample.record(call.operation, status, finished - sent)
+                if response is None:
+                    await asyncio.sleep(ERROR_PAUSE_S)
+        finally:
+            await conn.close()
+
+    meter = asyncio.create_task(_meter(server, measure_start, measure_end, cpu))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await meter
+    return Window(sample, duration_s, cpu, server is not None)
+
+
+async def open_loop(
+    workload: Workload,
+    connect: Callable[[], Connection],
+    *,
+    rate_per_s: float,
+    connections: int,
+    warmup_s: float,
+    duration_s: float,
+    server: Server | None,
+) -> Window:
+    """Requests due on a fixed clock, ``rate_per_s`` a second, over up to ``connections``
+    connections; latency counts from the due time, so waiting for a connection counts."""
+    queue: asyncio.Queue[float | None] = asyncio.Queue()
+    start = time.perf_counter()
+    measure_start = start + warmup_s
+    measure_end = measure_start + duration_s
+    sample = Sample()
+    cpu: dict[str, float] = {}
+
+    async def produce() -> None:
+        sent = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= warmup_s + duration_s:
+                break
+            due = pacing.due_count(rate_per_s, elapsed)
+            for index in range(sent, due):
+                queue.put_nowait(start + pacing.due_at(index, rate_per_s))
+            sent = due
+            next_due = start + pacing.due_at(sent, rate_per_s)
+            await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
+        for _ in range(connections):
+            queue.put_nowait(None)
+
+    async def worker() -> None:
+        conn = connect()
+        try:
+            while (due := await queue.get()) is not None:
+                call = workload.next()
+                status, response = await _send(conn, call)
+                finished = time.perf_counter()
+                if response is not None:
+                    workload.done(call, response)
+                if measure_start <= due < measure_end:
+                    sample.record(call.operation, status, finished - due)
+        finally:
+            await conn.close()
+
+    meter = asyncio.create_task(_meter(server, measure_start, measure_end, cpu))
+    await asyncio.gather(produce(), *(worker() for _ in range(connections)))
+    await meter
+    return Window(sample, duration_s, cpu, server is not None)

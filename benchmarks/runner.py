@@ -1,0 +1,366 @@
+"""One benchmark run from start to finish: databases, servers, scenarios, ceilings, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+
+from benchmarks import capture, pgbench, replay, report, seed
+from benchmarks.httpclient import Connection, connect
+from benchmarks.loadgen import Window, closed_loop, open_loop
+from benchmarks.rows import Fixture, SeedPlan
+from benchmarks.server import Server, running
+from benchmarks.workloads import WORKLOADS, Context, Orders
+
+console = Console()
+REGULAR_STOCK = 1_000_000
+BACKORDER_STOCK = 10
+PREFILL_ORDERS = 100
+PREFILL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Options:
+    scenarios: tuple[str, ...]
+    duration_s: float
+    warmup_s: float
+    concurrency: int
+    workers: int
+    rate_share: float
+    smoke: bool
+    out: Path
+    admin_url: str
+    database: str
+    catalog_size: int
+    backorder_size: int
+    ceiling: bool
+    sqlite: bool
+    fixed_rate: bool
+    client: str
+    keep_database: bool
+    seed: int
+
+    @property
+    def plan(self) -> SeedPlan:
+        return SeedPlan(self.catalog_size, REGULAR_STOCK, self.backorder_size, BACKORDER_STOCK)
+
+
+SETTINGS_SHOWN = ("autovacuum", "synchronous_commit", "shared_buffers", "max_wal_size", "fsync")
+
+
+async def settle(url: str) -> float:
+    """``VACUUM ANALYZE`` and ``CHECKPOINT`` between measured phases, so that no phase pays
+    for the dead rows, stale statistics and dirty pages the one before it left (a hot row's
+    page full of its neighbours' dead versions makes every update of it slower). What a
+    phase leaves for itself still counts. Returns the seconds it took."""
+    began = time.perf_counter()
+    conn = await asyncpg.connect(seed.plain_dsn(url))
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    return time.perf_counter() - began
+
+
+def _connector(kind: str, server: Server) -> Callable[[], Connection]:
+    return functools.partial(connect, kind, server.host, server.port)
+
+
+def _say(name: str, summary: dict[str, Any]) -> None:
+    latency = summary["latency"]
+    console.print(
+        f"  [bold]{name:<28}[/bold] {summary['throughput_per_s']:>9,.1f}/s  "
+        f"p50 {latency['p50_ms']:6.1f}  p90 {latency['p90_ms']:6.1f}  "
+        f"p99 {latency['p99_ms']:6.1f} ms  errors {summary['error_count']}"
+        + (
+            f"  server {summary['server_cpu_ms_per_request']:.2f} CPU-ms/req"
+            if summary.get("server_cpu_ms_per_request")
+            else ""
+        )
+    )
+
+
+async def _postgres_facts(url: str) -> tuple[str | None, dict[str, str]]:
+    """The server's version and the settings that move the figures most."""
+    try:
+        conn = await asyncpg.connect(seed.plain_dsn(url))
+    except (OSError, asyncpg.PostgresError):
+        return None, {}
+    try:
+        version: str = await conn.fetchval("SHOW server_version")
+        rows = await conn.fetch(
+            "SELECT name, current_setting(name) AS value FROM pg_settings "
+            "WHERE name = ANY($1::text[]) ORDER BY name",
+            list(SETTINGS_SHOWN),
+        )
+        settings = {row["name"]: row["value"] for row in rows}
+        return version, settings
+    finally:
+        await conn.close()
+
+
+async def _scenarios_on(
+    options: Options,
+    url: str,
+    server: Server,
+    fixture: Fixture,
+    results: dict[str, Any],
+    after_orders: Callable[[], Any],
+) -> None:
+    ctx = Context(fixture, options.plan, options.seed, secrets.token_hex(4))
+    conn = _connector(options.client, server)
+    scenarios: dict[str, Any] = results.setdefault("scenarios", {})
+    for name in options.scenarios:
+        if name in ("reads", "mixed") and len(ctx.pool.known) < PREFILL_ORDERS:
+            await closed_loop(
+                Orders(ctx),
+                conn,
+                concurrency=options.concurrency,
+                warmup_s=PREFILL_S,
+                duration_s=0.0,
+                server=None,
+            )
+        await settle(url)
+        window = await closed_loop(
+            WORKLOADS[name](ctx),
+            conn,
+            concurrency=options.concurrency,
+            warmup_s=options.warmup_s,
+            duration_s=options.duration_s,
+            server=server,
+        )
+        scenarios[name] = window.summary()
+        _say(name, scenarios[name])
+        if name == "orders":
+            if options.fixed_rate and scenarios[name]["throughput_per_s"] > 0:
+                rate = scenarios[name]["throughput_per_s"] * options.rate_share
+                await settle(url)
+                fixed = await open_loop(
+                    Orders(ctx),
+                    conn,
+                    rate_per_s=rate,
+                    connections=max(32, options.concurrency * 4),
+                    warmup_s=options.warmup_s,
+                    duration_s=options.duration_s,
+                    server=server,
+                )
+                summary = fixed.summary()
+                summary["share"] = options.rate_share
+                summary["offered_per_s"] = rate
+                results["fixed_rate"] = summary
+                _say(f"orders at {options.rate_share:.0%} of max", summary)
+            await after_orders()
+
+
+async def _ceiling(
+    options: Options, url: str, captured: capture.CapturedOrder, results: dict[str, Any]
+) -> None:
+    template = replay.build_template(captured.steps, captured.products, captured.idempotency_key)
+    await settle(url)
+    window: Window = await replay.replay(
+        seed.plain_dsn(url),
+        template,
+        options.plan.regular_range,
+        concurrency=options.concurrency,
+        warmup_s=options.warmup_s,
+        duration_s=options.duration_s,
+        seed=options.seed,
+    )
+    ceiling: dict[str, Any] = results.setdefault("ceiling", {})
+    ceiling["asyncpg"] = window.summary()
+    _say("ceiling: replayed SQL", ceiling["asyncpg"])
+    await settle(url)
+    figures = await pgbench.run_pgbench(
+        url,
+        template,
+        options.plan.regular_range,
+        clients=options.concurrency,
+        warmup_s=options.warmup_s,
+        duration_s=options.duration_s,
+    )
+    ceiling["pgbench"] = figures
+    if figures.get("tps") is not None:
+        console.print(
+            f"  [bold]{'ceiling: pgbench':<28}[/bold] {figures['tps']:>9,.1f}/s  "
+            f"avg {figures['latency_avg_ms']} ms  failed {figures.get('failed')}"
+        )
+    else:
+        console.print(f"  ceiling: pgbench: {figures.get('note') or figures.get('error')}")
+    ceiling["pgbench_script"] = replay.pgbench_script(template, options.plan.regular_range)
+
+
+async def _postgres_part(options: Options, results: dict[str, Any], logs: Path) -> None:
+    url = seed.database_url(options.admin_url, options.database)
+    console.print(f"[bold]PostgreSQL[/bold]: fresh database {options.database}")
+    await seed.recreate_database(options.admin_url, options.database)
+    try:
+        began = time.perf_counter()
+        fixture = await seed.seed(url, options.plan, label="seeding PostgreSQL")
+        results["seed_s"] = time.perf_counter() - began
+        captured: capture.CapturedOrder | None = None
+        if "orders" in options.scenarios or options.ceiling:
+            captured = await capture.capture_order(url, fixture, options.plan)
+            results["order_path"] = {
+                **capture.counts(captured.steps),
+                **capture.driver_check(captured),
+                "steps": [
+                    {
+                        "origin": step.origin,
+                        "kind": step.kind,
+                        "statement": step.statement,
+                        **({"rows": len(step.parameters)} if step.kind == "executemany" else {}),
+                    }
+                    for step in captured.steps
+                ],
+            }
+            path = results["order_path"]
+            console.print(
+                f"  order path: {path['statements']} statements in {path['round_trips']} round "
+                f"trips per order (pool pre-ping: {path['pre_ping_round_trips']} round trips)"
+            )
+        ceiling_done = False
+
+        async def after_orders() -> None:
+            nonlocal ceiling_done
+            if options.ceiling and captured is not None and not ceiling_done:
+                ceiling_done = True
+                await _ceiling(options, url, captured, results)
+
+        if options.scenarios:
+            async with running(url, logs / "server-postgresql.log", workers=options.workers) as s:
+                await _scenarios_on(options, url, s, fixture, results, after_orders)
+        if options.ceiling and captured is not None and not ceiling_done:
+            await _ceiling(options, url, captured, results)
+        results["reconcile"] = await asyncio.to_thread(seed.reconcile, url)
+        outcome = results["reconcile"]
+        console.print(
+            "  reconcile: "
+            + ("consistent" if outcome["exit_code"] == 0 else f"DRIFT\n{outcome['output']}")
+        )
+    finally:
+        if not options.keep_database:
+            await seed.drop_database(options.admin_url, options.database)
+
+
+async def _sqlite_part(options: Options, results: dict[str, Any], logs: Path) -> None:
+    console.print("[bold]SQLite[/bold] (embedded): orders")
+    with tempfile.TemporaryDirectory(prefix="stockflow-bench-sqlite-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        plan = SeedPlan(options.catalog_size, REGULAR_STOCK, 0, 0)
+        fixture = await seed.seed(url, plan, label="seeding SQLite")
+        async with running(url, logs / "server-sqlite.log", workers=1) as server:
+            ctx = Context(fixture, plan, options.seed, secrets.token_hex(4))
+            window = await closed_loop(
+                Orders(ctx),
+                _connector(options.client, server),
+                concurrency=options.concurrency,
+                warmup_s=options.warmup_s,
+                duration_s=options.duration_s,
+                server=server,
+            )
+    results["sqlite"] = window.summary()
+    _say("SQLite orders", results["sqlite"])
+
+
+def _ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    def rate(summary: dict[str, Any] | None) -> float | None:
+        return None if not summary else summary.get("throughput_per_s")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    scenarios = results.get("scenarios", {})
+    ceiling = results.get("ceiling", {})
+    orders = rate(scenarios.get("orders"))
+    pgb = ceiling.get("pgbench") or {}
+    return {
+        "orders_vs_asyncpg": ratio(orders, rate(ceiling.get("asyncpg"))),
+        "orders_vs_pgbench": ratio(orders, pgb.get("tps")),
+        "hot_vs_orders": ratio(rate(scenarios.get("hot")), orders),
+        "sqlite_vs_orders": ratio(rate(results.get("sqlite")), orders),
+    }
+
+
+def problems(results: dict[str, Any]) -> list[str]:
+    """What shows the harness itself is broken (the smoke run fails on these): a run with no
+    successful request, mostly errors, or a pgbench script that does not run."""
+    found: list[str] = []
+    runs: list[tuple[str, dict[str, Any]]] = list(results.get("scenarios", {}).items())
+    for name in ("fixed_rate", "sqlite"):
+        if results.get(name):
+            runs.append((name, results[name]))
+    if results.get("ceiling", {}).get("asyncpg"):
+        runs.append(("ceiling", results["ceiling"]["asyncpg"]))
+    for name, summary in runs:
+        if summary["successes"] == 0:
+            found.append(f"{name}: no successful request ({summary['statuses']})")
+        elif summary["error_count"] > summary["successes"]:
+            found.append(f"{name}: more errors than successes ({summary['errors']})")
+    checked = results.get("reconcile")
+    if checked and checked["exit_code"] != 0:
+        found.append(f"stockflow inventory reconcile found drift: {checked['output']}")
+    warning = results.get("order_path", {}).get("capture_warning")
+    if warning:
+        found.append(warning)
+    pgb = results.get("ceiling", {}).get("pgbench")
+    if pgb and pgb.get("available") and (pgb.get("tps") is None or pgb.get("failed")):
+        found.append(f"pgbench: {pgb.get('error') or pgb}")
+    return found
+
+
+async def run(options: Options) -> tuple[dict[str, Any], list[str]]:
+    started = datetime.now(UTC)
+    began = time.perf_counter()
+    results: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "options": {
+            **{k: v for k, v in asdict(options).items() if k not in ("admin_url",)},
+            "out": str(options.out),
+            "scenarios": list(options.scenarios),
+        },
+    }
+    version, pg_settings = await _postgres_facts(options.admin_url)
+    results["machine"] = report.machine(version)
+    results["machine"]["postgresql_settings"] = pg_settings
+    logs = Path(tempfile.mkdtemp(prefix="stockflow-bench-logs-"))
+    results["server_logs"] = str(logs)
+    await _postgres_part(options, results, logs)
+    if options.sqlite:
+        await _sqlite_part(options, results, logs)
+    results["ratios"] = _ratios(results)
+    results["elapsed_s"] = time.perf_counter() - began
+    found = problems(results)
+    results["problems"] = found
+    if not found:
+        # The servers' logs only matter when something went wrong.
+        shutil.rmtree(logs, ignore_errors=True)
+        results["server_logs"] = None
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    json_path, md_path = report.write(results, options.out, stamp)
+    console.print(f"results: {json_path} and {md_path}")
+    return results, found
+
+
+def run_blocking(options: Options) -> tuple[dict[str, Any], list[str]]:
+    """Run on uvloop when it is there (uvicorn's standard extra brings it): the generator's
+    own CPU per request is lower on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run(options))
+    return uvloop.run(run(options))

@@ -1,0 +1,288 @@
+"""The benchmark harness's pure parts: percentiles, the fixed-rate schedule, and how the
+ceiling replay turns one captured order into fresh orders that never collide."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from benchmarks import catalog
+from benchmarks.capture import Step, counts
+from benchmarks.httpclient import encode_request, parse_head
+from benchmarks.pacing import due_at, due_count, schedule
+from benchmarks.replay import (
+    ID_PATTERN,
+    FreshIds,
+    Slot,
+    Template,
+    build_template,
+    instantiate,
+    parse_pgbench,
+    pgbench_script,
+    pick_products,
+)
+from benchmarks.stats import Sample, is_success, latency_summary, percentile, summarise
+from benchmarks.workloads import order_body, ship_body
+
+# --- percentiles -------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 90) == pytest.approx(90.1)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 100.0
+
+
+def test_percentile_of_one_and_of_none() -> None:
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
+        percentile([1.0], 101)
+
+
+def test_latency_summary_is_in_milliseconds() -> None:
+    summary = latency_summary([0.004, 0.001, 0.002, 0.003])
+    assert summary["p50_ms"] == pytest.approx(2.5)
+    assert summary["max_ms"] == pytest.approx(4.0)
+    assert summary["mean_ms"] == pytest.approx(2.5)
+
+
+def test_summary_counts_errors_by_status_and_times_only_successes() -> None:
+    sample = Sample()
+    sample.record("order", "201", 0.010)
+    sample.record("order", "201", 0.020)
+    sample.record("order", "409", 5.0)
+    sample.record("order", "conn", 9.0)
+    summary = summarise(sample, duration_s=2.0)
+    assert summary["throughput_per_s"] == 1.0
+    assert summary["errors"] == {"409": 1, "conn": 1}
+    assert summary["error_count"] == 2
+    assert summary["latency"]["max_ms"] == pytest.approx(20.0)
+    assert is_success("ok")
+    assert not is_success("sqlstate 40P01")
+
+
+# --- fixed-rate schedule -----------------------------------------------------------------
+
+
+def test_schedule_is_evenly_spaced_at_the_rate() -> None:
+    times = schedule(200.0, 2.0)
+    assert len(times) == 400
+    assert times[0] == 0.0
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
+    assert gaps == {0.005}
+    assert times[-1] < 2.0
+
+
+def test_due_count_includes_the_request_at_zero() -> None:
+    assert due_count(100.0, -0.1) == 0
+    assert due_count(100.0, 0.0) == 1
+    assert due_count(100.0, 0.0099) == 1
+    assert due_count(100.0, 0.01) == 2
+    assert due_count(100.0, 1.0) == 101
+    assert due_at(250, 100.0) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="positive"):
+        due_at(1, 0.0)
+
+
+# --- replay: ids and products ------------------------------------------------------------
+
+R = catalog.regular(9_000)
+ORDER = "ord_01M8MN9JE6XZ6749P57GC5PXP2"
+LINES = ["oli_01M8MN9JE6XZ6749P57GC5PXP3", "oli_01M8MN9JE6XZ6749P57GC5PXP4"]
+MOVES = ["mov_01M8MN9JE6XZ6749P57GC5PXP6", "mov_01M8MN9JE6XZ6749P57GC5PXP7"]
+CUSTOMER = "cus_01M8MN9HGZ393CQEYZ46RTMNYA"
+KEY_ID = "key_01M8MN9HH6Y7ME3PJ97K3G7TP7"
+LOCATION = "loc_01M8MN9H8BJM8S40RVR3CHXQVZ"
+IDEMPOTENCY_KEY = "bench-capture-0123456789abcdef"
+PRODUCTS = [(R.product_id(100), R.sku(100)), (R.product_id(5000), R.sku(5000))]
+NOW = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
+
+
+def captured_steps() -> list[Step]:
+    return [
+        Step("begin", "BEGIN", (), "pre-ping"),
+        Step("execute", ";", (), "pre-ping"),
+        Step("rollback", "ROLLBACK", (), "pre-ping"),
+        Step("begin", "BEGIN", ()),
+        Step(
+            "execute",
+            "INSERT INTO idempotency_records (principal_id, key, created_at) VALUES ($1, $2, $3)",
+            (KEY_ID, IDEMPOTENCY_KEY, NOW),
+        ),
+        Step("execute", "SELECT id FROM products WHERE sku IN ($1, $2)", (R.sku(100), R.sku(5000))),
+        Step(
+            "execute",
+            "INSERT INTO orders (id, customer_id, metadata) VALUES ($1, $2, $3)",
+            (ORDER, CUSTOMER, '{"note": "a: b"}'),
+        ),
+        Step(
+            "executemany",
+            "INSERT INTO order_lines (id, order_id, product_id, sku) VALUES ($1, $2, $3, $4)",
+            [
+                (LINES[0], ORDER, PRODUCTS[0][0], PRODUCTS[0][1]),
+                (LINES[1], ORDER, PRODUCTS[1][0], PRODUCTS[1][1]),
+            ],
+        ),
+        Step(
+            "executemany",
+            "INSERT INTO stock_movements (id, location_id, order_id) VALUES ($1, $2, $3)",
+            [(MOVES[0], LOCATION, ORDER), (MOVES[1], LOCATION, ORDER)],
+        ),
+        Step("execute", "UPDATE x SET ids = $1", ([PRODUCTS[0][0], PRODUCTS[1][0]],)),
+        Step("commit", "COMMIT", ()),
+    ]
+
+
+def template() -> Template:
+    return build_template(captured_steps(), PRODUCTS, IDEMPOTENCY_KEY)
+
+
+def test_counts_statements_per_execution_and_round_trips_per_wait() -> None:
+    figures = counts(captured_steps())
+    assert figures == {
+        "statements": 13,
+        "round_trips": 11,
+        "pre_ping_statements": 3,
+        "pre_ping_round_trips": 3,
+    }
+
+
+def test_template_marks_new_ids_products_and_the_idempotency_key() -> None:
+    tpl = template()
+    assert tpl.products == 2
+    # ord, two oli, two mov and the idempotency key; each original gets one slot.
+    assert sorted(tpl.fresh_prefixes) == sorted(["bench-", "ord_", "oli_", "oli_", "mov_", "mov_"])
+    insert_order = tpl.steps[6]
+    assert isinstance(insert_order.parameters[0], Slot)
+    assert insert_order.parameters[1] == CUSTOMER
+    lines = tpl.steps[7].parameters
+    assert lines[0][1] == insert_order.parameters[0]  # the same order id, the same slot
+    assert lines[0][2] == Slot("product_id", 0)
+    assert lines[1][3] == Slot("sku", 1)
+    assert tpl.steps[8].parameters[0][1] == LOCATION
+    assert not tpl.steps[1].has_slots
+    assert tpl.steps[4].parameters[0] == KEY_ID
+    assert tpl.steps[4].parameters[2] == NOW
+
+
+def test_instantiate_gives_every_order_fresh_consistent_ids() -> None:
+    tpl = template()
+    ids = FreshIds(tag="T00000")
+    new_products = [(R.product_id(7), R.sku(7)), (R.product_id(8000), R.sku(8000))]
+    first = instantiate(tpl, new_products, [ids.next(p) for p in tpl.fresh_prefixes])
+    second = instantiate(tpl, new_products, [ids.next(p) for p in tpl.fresh_prefixes])
+    order_a = first[6][2][0]
+    order_b = second[6][2][0]
+    assert order_a != order_b
+    assert order_a.startswith("ord_")
+    assert ID_PATTERN.match(order_a)
+    assert first[7][2][0][1] == order_a
+    assert first[8][2][1][2] == order_a
+    assert first[7][2][0][2:] == (R.product_id(7), R.sku(7))
+    assert first[7][2][1][2:] == (R.product_id(8000), R.sku(8000))
+    assert first[7][2][0][0] != first[7][2][1][0]  # two lines, two ids
+    assert first[9][2] == ([R.product_id(7), R.product_id(8000)],)
+    key = first[4][2][1]
+    assert key.startswith("bench-")
+    assert key != IDEMPOTENCY_KEY
+    assert key != second[4][2][1]
+    assert [step[1] for step in first] == [step.statement for step in tpl.steps]
+    assert first[1] == ("execute", ";", ())
+
+
+def test_fresh_ids_have_stockflows_shape_and_never_repeat() -> None:
+    ids = FreshIds()
+    made = [ids.next("ord_") for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(ID_PATTERN.match(value) for value in made)
+
+
+def test_picked_products_are_distinct_and_in_lock_order() -> None:
+    rng = random.Random(1)  # noqa: S311  (test data, not secrets)
+    for _ in range(500):
+        picked = pick_products(rng, 10_000, 3)
+        assert picked == sorted(set(picked))
+        assert picked[0] >= 1
+        assert picked[-1] <= 9_999
+        assert [R.sku(i) for i in picked] == sorted(R.sku(i) for i in picked)
+    with pytest.raises(ValueError, match="cannot give"):
+        pick_products(rng, 2, 3)
+
+
+def test_pgbench_script_binds_every_parameter_and_hides_colons() -> None:
+    script = pgbench_script(template(), R)
+    assert "\\set p0 random(1, 4500)" in script
+    assert "\\set p1 random(4501, 9000)" in script
+    assert not re.search(r"\$\d", script)
+    assert 'E\'{"note"\\x3a "a\\x3a b"}\'' in script
+    assert "('BENCH-' || lpad(:p1::text, 6, '0'))" in script
+    assert "('prod_' || lpad(:p0::text, 26, '0'))" in script
+    assert script.count("\\startpipeline") == 2
+    assert "now()" in script
+    assert CUSTOMER in script
+    assert ORDER not in script
+    assert IDEMPOTENCY_KEY not in script
+    # Outside quoted constants, the only colons left are pgbench variables and casts.
+    unquoted = re.sub(r"E'(?:[^']|'')*'", "", script)
+    for match in re.finditer(r":+(\w*)", unquoted):
+        assert match.group(0).startswith("::") or match.group(1) in {"p0", "p1", "base"}
+
+
+def test_parse_pgbench_summary() -> None:
+    output = (
+        "number of transactions actually processed: 81234\n"
+        "number of failed transactions: 0 (0.000%)\n"
+        "latency average = 1.970 ms\n"
+        "initial connection time = 12.345 ms\n"
+        "tps = 4061.700123 (without initial connection time)\n"
+    )
+    assert parse_pgbench(output) == {
+        "tps": pytest.approx(4061.700123),
+        "latency_avg_ms": pytest.approx(1.97),
+        "transactions": 81234,
+        "failed": 0,
+    }
+    assert parse_pgbench("pgbench: error: connection failed")["tps"] is None
+
+
+# --- the lean HTTP client's framing ------------------------------------------------------
+
+
+def test_request_bytes_and_response_head() -> None:
+    raw = encode_request("POST", "/v1/orders", b"h:1", b"A: b\r\n", b'{"x":1}')
+    assert (
+        raw == b'POST /v1/orders HTTP/1.1\r\nHost: h:1\r\nA: b\r\nContent-Length: 7\r\n\r\n{"x":1}'
+    )
+    assert encode_request("GET", "/r", b"h", b"", None) == b"GET /r HTTP/1.1\r\nHost: h\r\n\r\n"
+    head = (
+        b"HTTP/1.1 201 Created\r\nlocation: /v1/orders/ord_1\r\ncontent-length: 12\r\n"
+        b"content-type: application/json"
+    )
+    assert parse_head(head) == (201, 12, False, False, "/v1/orders/ord_1")
+    assert parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close") == (
+        200,
+        None,
+        True,
+        True,
+        None,
+    )
+
+
+def test_request_bodies_are_the_api_s_json() -> None:
+    lines = (("BENCH-000001", 2), ("BENCH-000777", 1))
+    body = json.loads(order_body(b'{"customer_id":"cus_1","lines":[', lines))
+    assert body == {
+        "customer_id": "cus_1",
+        "lines": [{"sku": "BENCH-000001", "quantity": 2}, {"sku": "BENCH-000777", "quantity": 1}],
+    }
+    assert json.loads(ship_body(lines))["lines"][1] == {"sku": "BENCH-000777", "quantity": 1}
