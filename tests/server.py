@@ -14,10 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -186,3 +187,50 @@ def concurrent_client(base_url: str, connections: int = 250) -> httpx.AsyncClien
         keepalive_expiry=KEEPALIVE_SECONDS,
     )
     return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=CLIENT_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class OwnDatabase:
+    """A PostgreSQL database of one test's own, migrated, with one key per role."""
+
+    name: str
+    url: str
+    keys: dict[Role, dict[str, str]]
+
+    @property
+    def staff(self) -> dict[str, str]:
+        return self.keys[Role.STAFF]
+
+    @property
+    def service(self) -> dict[str, str]:
+        return self.keys[Role.SERVICE]
+
+
+class InFlight:
+    """Counts requests in flight, to show that they did overlap."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    async def run(self, request: Awaitable[httpx.Response]) -> httpx.Response:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await request
+        finally:
+            self.now -= 1
+
+
+def expect(response: httpx.Response, status: int) -> Any:
+    """The JSON body of a response that must have this status."""
+    assert response.status_code == status, (response.status_code, response.text)
+    return response.json()
+
+
+def problem_slug(response: httpx.Response) -> str:
+    """The problem type of a problem+json response, which must carry no trace."""
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    assert "Traceback" not in response.text
+    slug: str = response.json()["type"].removeprefix("/problems/")
+    return slug

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +28,22 @@ import asyncpg
 import httpx
 import pytest
 
-from stockflow.auth.roles import Role
 from stockflow.config import Settings
-from stockflow.db import migrate
 from stockflow.db.engine import Database
 from stockflow.workers.maintenance import submit_due_purchase_orders
-from tests.conftest import skip_without_postgres
-from tests.server import asyncpg_dsn, concurrent_client, create_keys, reconcile, running_server
-from tests.support import create_postgres_database, drop_postgres_database, postgres_url_for
+from tests.server import (
+    InFlight,
+    OwnDatabase,
+    asyncpg_dsn,
+    concurrent_client,
+    expect,
+    problem_slug,
+    reconcile,
+    running_server,
+)
 
 pytestmark = pytest.mark.postgres_only
 
-PROBLEM = "application/problem+json"
 WAIT_TIMEOUT = 30.0
 BUFFER_PCT = 20
 ORDERS = 100
@@ -47,62 +51,6 @@ ORDERS = 100
 EXPECTED_ON_ORDER = 120
 # Long enough that no draft is submitted by a timer while a test looks at it.
 NEVER_SECONDS = "3600"
-
-
-@dataclass(frozen=True)
-class OwnDatabase:
-    name: str
-    url: str
-    keys: dict[Role, dict[str, str]]
-
-    @property
-    def staff(self) -> dict[str, str]:
-        return self.keys[Role.STAFF]
-
-    @property
-    def service(self) -> dict[str, str]:
-        return self.keys[Role.SERVICE]
-
-
-@pytest.fixture
-async def own_database() -> AsyncIterator[OwnDatabase]:
-    """A migrated PostgreSQL database for this test alone, with admin/staff/service keys."""
-    skip_without_postgres("postgresql")
-    name = await create_postgres_database()
-    try:
-        url = postgres_url_for(name)
-        await asyncio.to_thread(migrate.upgrade, url)
-        yield OwnDatabase(name, url, await create_keys(url))
-    finally:
-        await drop_postgres_database(name)
-
-
-class InFlight:
-    """Counts requests in flight, to show that they did overlap."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    async def run(self, request: Awaitable[httpx.Response]) -> httpx.Response:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            return await request
-        finally:
-            self.now -= 1
-
-
-def expect(response: httpx.Response, status: int) -> Any:
-    assert response.status_code == status, (response.status_code, response.text)
-    return response.json()
-
-
-def problem_slug(response: httpx.Response) -> str:
-    assert response.headers["content-type"] == PROBLEM, response.text
-    assert "Traceback" not in response.text
-    slug: str = response.json()["type"].removeprefix("/problems/")
-    return slug
 
 
 def expected_plan(orders: int) -> Counter[tuple[int, int, int]]:

@@ -19,7 +19,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -31,9 +30,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.app import create_app
-from stockflow.auth.roles import Principal, Role
+from stockflow.auth.roles import Principal
 from stockflow.config import Settings
-from stockflow.db import migrate
 from stockflow.db.engine import Database
 from stockflow.inventory import service as inventory_service
 from stockflow.purchasing import po_receiving, po_service
@@ -44,9 +42,14 @@ from stockflow.purchasing.po_schemas import (
     ReceiptRead,
 )
 from stockflow.purchasing.states import PurchaseOrderStatus
-from tests.conftest import skip_without_postgres
-from tests.server import asyncpg_dsn, concurrent_client, create_keys, reconcile, running_server
-from tests.support import create_postgres_database, drop_postgres_database, postgres_url_for
+from tests.server import (
+    OwnDatabase,
+    asyncpg_dsn,
+    concurrent_client,
+    expect,
+    reconcile,
+    running_server,
+)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -56,35 +59,6 @@ UNITS = 5
 ACTOR = Principal.command_line()
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class OwnDatabase:
-    name: str
-    url: str
-    keys: dict[Role, dict[str, str]]
-
-    @property
-    def staff(self) -> dict[str, str]:
-        return self.keys[Role.STAFF]
-
-
-@pytest.fixture
-async def own_database() -> AsyncIterator[OwnDatabase]:
-    """A migrated PostgreSQL database for this test alone, with admin/staff/service keys."""
-    skip_without_postgres("postgresql")
-    name = await create_postgres_database()
-    try:
-        url = postgres_url_for(name)
-        await asyncio.to_thread(migrate.upgrade, url)
-        yield OwnDatabase(name, url, await create_keys(url))
-    finally:
-        await drop_postgres_database(name)
-
-
-def expect(response: httpx.Response, status: int) -> Any:
-    assert response.status_code == status, (response.status_code, response.text)
-    return response.json()
 
 
 async def create_supplier(client: httpx.AsyncClient, db: OwnDatabase) -> str:
