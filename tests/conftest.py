@@ -127,8 +127,8 @@ class Keys:
         return headers
 
 
-@pytest.fixture
-async def keys(database: Database) -> Keys:
+async def make_keys(database: Database) -> Keys:
+    """Two customers and one API key per role (the customer key bound to the first)."""
     actor = Principal.command_line()
     async with database.transaction() as session:
         own = await customers_service.create_customer(
@@ -160,3 +160,8 @@ async def keys(database: Database) -> Keys:
         other_customer_id=other.id,
         ids=ids,
     )
+
+
+@pytest.fixture
+async def keys(database: Database) -> Keys:
+    return await make_keys(database)

@@ -21,11 +21,6 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from stockflow.auth import service as auth_service
-from stockflow.auth.roles import Principal, Role
-from stockflow.auth.schemas import ApiKeyCreate
-from stockflow.customers import service as customers_service
-from stockflow.customers.schemas import CustomerCreate
 from stockflow.db.engine import Database
 from stockflow.inventory import service as inventory_service
 from tests.assertions import assert_problem
@@ -37,47 +32,12 @@ from tests.backorders import (
     purchase_orders,
     receive,
 )
-from tests.conftest import Keys
+from tests.conftest import Keys, make_keys
 from tests.support import clear_data
 
 SKUS = ("BO-A", "BO-B")
 RECEIVABLE = ("submitted", "acknowledged", "partially_received")
 OPEN_PO = ("draft", *RECEIVABLE)
-
-
-async def fresh_keys(database: Database) -> Keys:
-    """What the ``keys`` fixture makes, again: every example starts from empty tables."""
-    actor = Principal.command_line()
-    async with database.transaction() as session:
-        own = await customers_service.create_customer(
-            session, actor=actor, data=CustomerCreate(name="Own Customer")
-        )
-        other = await customers_service.create_customer(
-            session, actor=actor, data=CustomerCreate(name="Other Customer")
-        )
-        headers: dict[str, dict[str, str]] = {}
-        ids: dict[str, str] = {}
-        for role in Role:
-            created = await auth_service.create_key(
-                session,
-                actor=actor,
-                data=ApiKeyCreate(
-                    name=f"property {role.value}",
-                    role=role,
-                    customer_id=own.id if role is Role.CUSTOMER else None,
-                ),
-            )
-            headers[role.value] = {"Authorization": f"Bearer {created.key}"}
-            ids[role.value] = created.id
-    return Keys(
-        admin=headers["admin"],
-        staff=headers["staff"],
-        service=headers["service"],
-        customer=headers["customer"],
-        customer_id=own.id,
-        other_customer_id=other.id,
-        ids=ids,
-    )
 
 
 def target_of(backlog: int, buffer_pct: int) -> int:
@@ -604,7 +564,7 @@ async def test_random_sequences_keep_every_backorder_promise(
     # The fixtures empty the database once per test, not once per example.
     await app.state.key_usage.drain()
     await clear_data(database)
-    keys = await fresh_keys(database)
+    keys = await make_keys(database)
     shared = await create_supplier(client, keys, "Shared Supplies") if one_supplier else None
     products: dict[str, ModelProduct] = {}
     for sku, term in zip(SKUS, terms, strict=True):
