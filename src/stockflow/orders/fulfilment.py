@@ -20,6 +20,7 @@ from stockflow.errors import InvalidRequest, NotFound, ShipmentExceedsReserved
 from stockflow.ids import new_id
 from stockflow.inventory import backlog
 from stockflow.orders import repository, rules
+from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import OrderRead, ShipmentCreate, ShipmentLineRead, ShipmentRead
 from stockflow.orders.service import promises_for, to_read
 from stockflow.orders.states import (
@@ -190,6 +191,7 @@ async def cancel_order(
     # Written before serving, so this order is no longer in the queue it releases into.
     await repository.flush(session)
     movements = []
+    after_release: dict[str, StockChange] = {}
     for line in sorted(lines, key=lambda item: item.sku):
         held = released[line.product_id]
         if held <= 0:
@@ -197,6 +199,7 @@ async def cancel_order(
         change = await repository.release(
             session, product_id=line.product_id, location_id=location_id, quantity=held, now=now
         )
+        after_release[line.product_id] = change
         movements.append(
             repository.movement_row(
                 change,
@@ -216,9 +219,11 @@ async def cancel_order(
             await po_repository.add_backlog(
                 session, product_id=line.product_id, units=-backordered[line.product_id]
             )
-        if released[line.product_id] > 0:
-            stock = await repository.stock_for_update(session, line.product_id)
-            await backlog.serve(session, stock=stock, actor_id=actor.id, now=now)
+        if line.product_id in after_release:
+            # The row is still locked, so it is as the release left it.
+            await backlog.serve(
+                session, stock=after_release[line.product_id], actor_id=actor.id, now=now
+            )
     after = to_read(order, lines)
     if actor.is_staff:
         await audit.record(

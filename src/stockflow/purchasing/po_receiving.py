@@ -141,6 +141,7 @@ async def receive(
 
     # Stock rows first, in SKU order.
     movements = []
+    after_receipt: dict[str, orders.StockChange] = {}
     for line in by_sku:
         stock = await inventory.add_on_hand(
             session,
@@ -156,9 +157,12 @@ async def receive(
                     {"location": f"body.lines.{line.position}.quantity", "message": "too large"}
                 ],
             )
+        after_receipt[line.sku] = orders.StockChange(
+            product_of[line.sku], location.id, stock[0], stock[1]
+        )
         movements.append(
             orders.movement_row(
-                orders.StockChange(product_of[line.sku], location.id, stock[0], stock[1]),
+                after_receipt[line.sku],
                 on_hand_delta=line.quantity,
                 reserved_delta=0,
                 reason="po_receipt",
@@ -200,9 +204,13 @@ async def receive(
                 received=line.quantity,
             )
         received.append(ReceivedLineRead(sku=line.sku, quantity=line.quantity, over_received=left))
-        locked = await orders.stock_for_update(session, product_id)
+        # The stock row is still locked, so it is as the receipt left it.
         for allocation in await backlog.serve(
-            session, stock=locked, actor_id=actor.id, now=now, purchase_order_id=po_id
+            session,
+            stock=after_receipt[line.sku],
+            actor_id=actor.id,
+            now=now,
+            purchase_order_id=po_id,
         ):
             allocations.append(
                 AllocationRead(order_id=allocation.order_id, sku=line.sku, units=allocation.units)
