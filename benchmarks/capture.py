@@ -1,10 +1,10 @@
-"""The SQL one order sends: captured in-process from Stockflow's own engine.
+"""The SQL one order sends: captured in-process, at the driver.
 
 The app is built with ``create_app`` against the benchmark database and driven through
-``httpx.ASGITransport`` with the same request the load generator sends. SQLAlchemy's
-``before_cursor_execute`` sees every statement with its parameters; the engine's ``begin``,
-``commit`` and ``rollback`` events and the pool's pre-ping (wrapped on the dialect) are the
-round trips that never pass through a cursor. Only the last of a few orders is kept, so the
+``httpx.ASGITransport`` with the same request the load generator sends. asyncpg's methods
+that wait for the server are wrapped while the order runs, so every round trip is seen
+with its statement and parameters, whether SQLAlchemy sent it or the order path's own SQL
+did, BEGIN and COMMIT included. Only the last of a few orders is kept, so the
 prepared-statement caches are warm and the once-a-minute key-usage write is already done.
 """
 
@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import asyncpg.prepared_stmt
 import httpx
-from sqlalchemy import event
 
 from benchmarks.rows import Fixture, SeedPlan
 from benchmarks.workloads import LINES_PER_ORDER
@@ -61,9 +60,8 @@ class CapturedOrder:
     idempotency_key: str
     status: int
     quantities: tuple[int, ...]
-    driver_calls: list[str] = field(default_factory=list)
-    """Every call into asyncpg that waits for the server during the order: a check that the
-    steps above (seen through SQLAlchemy) are all the order sent."""
+    prepares: list[str] = field(default_factory=list)
+    """Statements asyncpg prepared during the order (none once the connection is warm)."""
 
 
 def counts(steps: list[Step]) -> dict[str, int]:
@@ -82,76 +80,48 @@ def counts(steps: list[Step]) -> dict[str, int]:
 
 
 def driver_check(captured: CapturedOrder) -> dict[str, Any]:
-    """Compare the steps with what asyncpg was asked to do during the order.
-
-    A ``prepare`` is a round trip only when a connection meets a statement for the first
-    time, so it is reported apart; every other call must be one of the steps, or the order
-    sent SQL the capture (and so the replay) does not see.
-    """
-    prepares = [c for c in captured.driver_calls if c.startswith("Connection.prepare")]
-    others = [c for c in captured.driver_calls if not c.startswith("Connection.prepare")]
-    figures: dict[str, Any] = {"driver_calls": len(others), "driver_prepares": len(prepares)}
-    if len(others) != len(captured.steps):
-        figures["capture_warning"] = (
-            f"capture: asyncpg saw {len(others)} round trips but SQLAlchemy's events "
-            f"{len(captured.steps)}; the order sends SQL the replay does not: " + "; ".join(others)
-        )
-    return figures
-
-
-def _instrument(app: Any, log: list[Step]) -> None:
-    sync_engine = app.state.database.engine.sync_engine
-
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def _statement(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
-    ) -> None:
-        if many:
-            log.append(Step("executemany", statement, [tuple(p) for p in parameters]))
-        else:
-            log.append(Step("execute", statement, tuple(parameters or ())))
-
-    @event.listens_for(sync_engine, "begin")
-    def _begin(_conn: Any) -> None:
-        log.append(Step("begin", "BEGIN", ()))
-
-    @event.listens_for(sync_engine, "commit")
-    def _commit(_conn: Any) -> None:
-        log.append(Step("commit", "COMMIT", ()))
-
-    @event.listens_for(sync_engine, "rollback")
-    def _rollback(_conn: Any) -> None:
-        log.append(Step("rollback", "ROLLBACK", ()))
-
-    dialect = sync_engine.dialect
-    ping = dialect.do_ping
-
-    def _ping(dbapi_connection: Any) -> Any:
-        # asyncpg's adapter pings inside a transaction of its own when none is open.
-        outside = getattr(dbapi_connection, "_transaction", None) is None
-        if outside:
-            log.append(Step("begin", "BEGIN", (), "pre-ping"))
-        log.append(Step("execute", ";", (), "pre-ping"))
-        if outside:
-            log.append(Step("rollback", "ROLLBACK", (), "pre-ping"))
-        return ping(dbapi_connection)
-
-    dialect.do_ping = _ping
+    """How many calls into asyncpg waited for the server during the order: the steps, and
+    the statement preparations apart (a ``prepare`` is a round trip only the first time a
+    connection meets a statement, so a warm order has none)."""
+    return {"driver_calls": len(captured.steps), "driver_prepares": len(captured.prepares)}
 
 
 _CONNECTION_CALLS = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany")
 _CONNECTION_CALLS_MORE = ("prepare", "copy_records_to_table", "copy_to_table", "copy_from_query")
 _STATEMENT_CALLS = ("fetch", "fetchval", "fetchrow", "fetchmany", "executemany", "explain")
+_TRANSACTION_COMMANDS = {"BEGIN": "begin", "COMMIT": "commit", "ROLLBACK": "rollback"}
 _inside = contextvars.ContextVar("inside_driver_call", default=False)
+_pinging = contextvars.ContextVar("inside_pre_ping", default=False)
 
 
-def _counting(method: Callable[..., Any], name: str, calls: list[str]) -> Callable[..., Any]:
+def _step(owner: str, name: str, args: tuple[Any, ...]) -> Step:
+    """The round trip one top-level asyncpg call makes."""
+    origin = "pre-ping" if _pinging.get() else "transaction"
+    if owner == "PreparedStatement":
+        statement, parameters = args[0].get_query(), args[1:]
+    else:
+        statement, parameters = args[1], args[2:]
+    if name == "executemany":
+        return Step("executemany", statement, [tuple(row) for row in parameters[0]], origin)
+    command = statement.strip().rstrip(";").split(" ", 1)[0].upper()
+    if not parameters and command in _TRANSACTION_COMMANDS:
+        return Step(_TRANSACTION_COMMANDS[command], statement.strip().rstrip(";"), (), origin)
+    return Step("execute", statement, tuple(parameters), origin)
+
+
+def _recording(
+    method: Callable[..., Any], owner: str, name: str, steps: list[Step], prepares: list[str]
+) -> Callable[..., Any]:
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _inside.get():
             return await method(*args, **kwargs)
-        text = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-        calls.append(f"{name} {' '.join(text.split())[:60]}".rstrip())
+        if name == "prepare":
+            prepares.append(" ".join(str(args[1]).split())[:60])
+        elif name.startswith("copy") or name == "explain":
+            raise RuntimeError(f"capture: the order path called asyncpg's {owner}.{name}")
+        else:
+            steps.append(_step(owner, name, args))
         token = _inside.set(True)
         try:
             return await method(*args, **kwargs)
@@ -162,9 +132,10 @@ def _counting(method: Callable[..., Any], name: str, calls: list[str]) -> Callab
 
 
 @contextmanager
-def _driver_calls(calls: list[str]) -> Iterator[None]:
-    """Count asyncpg's round-trip methods (public ones; nested calls count once) while the
-    block runs, whoever calls them: SQLAlchemy, or code that talks to asyncpg directly."""
+def _driver_steps(steps: list[Step], prepares: list[str]) -> Iterator[None]:
+    """Record every round trip asyncpg makes while the block runs, whoever asks for it
+    (SQLAlchemy, the order path's own SQL, a transaction's BEGIN and COMMIT), with its
+    statement and parameters: what the database really received, in order."""
     targets: list[tuple[Any, str]] = [
         (asyncpg.connection.Connection, name)
         for name in (*_CONNECTION_CALLS, *_CONNECTION_CALLS_MORE)
@@ -173,11 +144,26 @@ def _driver_calls(calls: list[str]) -> Iterator[None]:
     saved = [(owner, name, owner.__dict__[name]) for owner, name in targets]
     try:
         for owner, name, original in saved:
-            setattr(owner, name, _counting(original, f"{owner.__name__}.{name}", calls))
+            setattr(owner, name, _recording(original, owner.__name__, name, steps, prepares))
         yield
     finally:
         for owner, name, original in saved:
             setattr(owner, name, original)
+
+
+def _mark_pre_ping(app: Any) -> None:
+    """Round trips made by the pool's pre-ping (when one is configured) are told apart."""
+    dialect = app.state.database.engine.sync_engine.dialect
+    ping = dialect.do_ping
+
+    def _ping(dbapi_connection: Any) -> Any:
+        token = _pinging.set(True)
+        try:
+            return ping(dbapi_connection)
+        finally:
+            _pinging.reset(token)
+
+    dialect.do_ping = _ping
 
 
 async def capture_order(url: str, fixture: Fixture, plan: SeedPlan) -> CapturedOrder:
@@ -185,13 +171,13 @@ async def capture_order(url: str, fixture: Fixture, plan: SeedPlan) -> CapturedO
     settings = Settings(database_url=url, maintenance_enabled=False, log_level="warning")
     app = create_app(settings)
     log: list[Step] = []
-    _instrument(app, log)
+    prepares: list[str] = []
+    _mark_pre_ping(app)
     r = plan.regular_range
     spread = max(1, r.count // (LINES_PER_ORDER + 1))
     transport = httpx.ASGITransport(app=app)
     key = ""
     status = 0
-    calls: list[str] = []
     indexes: list[int] = []
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://capture") as client:
@@ -211,8 +197,8 @@ async def capture_order(url: str, fixture: Fixture, plan: SeedPlan) -> CapturedO
                 }
                 await app.state.key_usage.drain()
                 log.clear()
-                calls.clear()
-                with _driver_calls(calls):
+                prepares.clear()
+                with _driver_steps(log, prepares):
                     response = await client.post("/v1/orders", json=body, headers=headers)
                 status = response.status_code
                 if status != 201:
@@ -221,4 +207,4 @@ async def capture_order(url: str, fixture: Fixture, plan: SeedPlan) -> CapturedO
         await app.state.key_usage.drain()
         await app.state.database.dispose()
     products = sorted(((r.product_id(i), r.sku(i)) for i in indexes), key=lambda p: p[1])
-    return CapturedOrder(list(log), products, key, status, CAPTURE_QUANTITIES, list(calls))
+    return CapturedOrder(list(log), products, key, status, CAPTURE_QUANTITIES, list(prepares))

@@ -177,12 +177,8 @@ def statements(
             console.print(f"   {step.parameters!r}", highlight=False, soft_wrap=True)
     figures = capture.counts(captured.steps)
     check = capture.driver_check(captured)
-    console.print(
-        f"asyncpg saw {check['driver_calls']} round trips"
-        + (f" and {check['driver_prepares']} prepares" if check["driver_prepares"] else "")
-    )
-    if "capture_warning" in check:
-        console.print(f"[red]{check['capture_warning']}[/red]", soft_wrap=True)
+    if check["driver_prepares"]:
+        console.print(f"asyncpg also prepared {check['driver_prepares']} statements")
     console.print(
         f"{figures['statements']} statements in {figures['round_trips']} round trips "
         f"(pool pre-ping: {figures['pre_ping_statements']} statements, "

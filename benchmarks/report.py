@@ -200,8 +200,6 @@ def render(results: dict[str, Any]) -> str:
             f"statements in {order_path['pre_ping_round_trips']} round trips. An "
             "`executemany` counts one statement per row and one round trip.",
         ]
-        if order_path.get("capture_warning"):
-            lines += ["", f"**Warning:** {order_path['capture_warning']}"]
     checked = results.get("reconcile")
     if checked:
         lines += [

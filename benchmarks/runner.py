@@ -314,9 +314,6 @@ def problems(results: dict[str, Any]) -> list[str]:
     checked = results.get("reconcile")
     if checked and checked["exit_code"] != 0:
         found.append(f"stockflow inventory reconcile found drift: {checked['output']}")
-    warning = results.get("order_path", {}).get("capture_warning")
-    if warning:
-        found.append(warning)
     pgb = results.get("ceiling", {}).get("pgbench")
     if pgb and pgb.get("available") and (pgb.get("tps") is None or pgb.get("failed")):
         found.append(f"pgbench: {pgb.get('error') or pgb}")

@@ -36,7 +36,9 @@ def _writes(request: Request) -> bool:
     return not getattr(getattr(route, "endpoint", None), _READ_ONLY_MARK, False)
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are coroutines, even those that only read: FastAPI runs a plain function
+# in a worker thread, a hop that costs more than the function on every request.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -100,16 +102,19 @@ ReaderPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF, R
 class ListParams:
     """``?limit=`` (1-100, default 20) and ``?cursor=`` for every list."""
 
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 20,
-        cursor: Annotated[
-            str | None,
-            Query(max_length=200, description="`next_cursor` from the previous page."),
-        ] = None,
-    ) -> None:
+    def __init__(self, limit: int, cursor: str | None) -> None:
         self.limit = limit
         self.cursor = cursor
 
 
-ListParamsDep = Annotated[ListParams, Depends()]
+async def list_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`next_cursor` from the previous page."),
+    ] = None,
+) -> ListParams:
+    return ListParams(limit, cursor)
+
+
+ListParamsDep = Annotated[ListParams, Depends(list_params)]

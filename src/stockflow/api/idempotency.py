@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.api.deps import SessionDep, SettingsDep, get_principal
@@ -51,7 +52,7 @@ class Idempotency:
     ) -> JSONResponse:
         async def produce() -> tuple[Any, Mapping[str, str]]:
             result = await work()
-            return jsonable_encoder(result), (headers(result) if headers else {})
+            return _jsonable(result), (headers(result) if headers else {})
 
         if self.key is None:
             body, extra = await produce()
@@ -75,6 +76,14 @@ class Idempotency:
         if stored.replayed:
             response_headers[REPLAYED_HEADER] = "true"
         return _json(stored.content, stored.status_code, response_headers)
+
+
+def _jsonable(result: Any) -> Any:
+    # A model dumps itself to JSON values in one pass; the generic encoder would walk the
+    # dump again, and an order's answer is on the hot path.
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", by_alias=True)
+    return jsonable_encoder(result)
 
 
 class _RenderedJSONResponse(JSONResponse):

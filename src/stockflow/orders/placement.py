@@ -88,31 +88,28 @@ async def check_order(
             f"An order has at most {limits.max_lines} lines (after merging lines of one SKU).",
             errors=[{"location": "body.lines", "message": f"at most {limits.max_lines} SKUs"}],
         )
-    catalog, product_rules = await repository.catalog_entries(
-        session, [line.sku for line in requested]
+    catalog = await repository.order_catalog(
+        session,
+        [line.sku for line in requested],
+        customer_id=None if actor.is_customer else customer_id,
     )
     priced = rules.price_order(
         requested,
-        catalog,
+        catalog.entries,
         shipping_amount=data.shipping_amount,
         tax_amount=data.tax_amount,
         discount_amount=data.discount_amount,
         inactive_is_unknown=actor.is_customer,
     )
-    if not actor.is_customer and not await repository.customer_exists(session, customer_id):
+    if not catalog.customer_exists:
         raise UnknownCustomer(f"Customer {customer_id} does not exist.", customer_id=customer_id)
-    return CheckedOrder(customer_id, priced, product_rules)
+    return CheckedOrder(customer_id, priced, catalog.rules)
 
 
 async def refuse_short(session: AsyncSession, short: Sequence[rules.PricedLine]) -> NoReturn:
-    """Report every short ``reject`` SKU, not just the first: the first is known short; the
-    rest are judged on a plain read, since nothing is reserved for a refused order anyway."""
+    """Refuse the order, reporting every short ``reject`` SKU with what is available."""
     available = await repository.available(session, [line.product_id for line in short])
-    lacking = [
-        line
-        for index, line in enumerate(short)
-        if index == 0 or available.get(line.product_id, 0) < line.quantity
-    ]
+    lacking = list(short)
     raise InsufficientStock(
         "Not enough stock for " + ", ".join(line.sku for line in lacking) + ".",
         items=[
@@ -173,25 +170,25 @@ async def _reserve(
     session: AsyncSession, checked: CheckedOrder, now: datetime
 ) -> list[LineOutcome]:
     by_sku = checked.by_sku
+    reserved = await repository.reserve_all(
+        session, [(line.product_id, line.quantity) for line in by_sku], now=now
+    )
+    short = [line for line in by_sku if line.product_id not in reserved]
+    refused = [line for line in short if checked.policy(line) is ShortagePolicy.REJECT]
+    if refused:
+        # Any short reject line refuses the whole order; the rollback undoes the rest.
+        await refuse_short(session, refused)
     outcomes: list[LineOutcome] = []
-    for index, line in enumerate(by_sku):
-        change = await repository.reserve(
-            session, product_id=line.product_id, quantity=line.quantity, now=now
-        )
+    for line in by_sku:
+        change = reserved.get(line.product_id)
         if change is not None:
             outcomes.append(
                 LineOutcome(line, line.quantity, 0, change.on_hand - change.reserved, change)
             )
             continue
-        if checked.policy(line) is ShortagePolicy.REJECT:
-            # Any short reject line refuses the whole order; the rollback undoes what the
-            # earlier lines reserved.
-            await refuse_short(
-                session,
-                [rest for rest in by_sku[index:] if checked.policy(rest) is ShortagePolicy.REJECT],
-            )
+        # A short backorder line: its row is already locked; reserve what is there.
         stock = await repository.stock_for_update(session, line.product_id)
-        take, short = split_request(
+        take, missing = split_request(
             requested=line.quantity, available=stock.on_hand - stock.reserved
         )
         if take > 0:
@@ -202,7 +199,7 @@ async def _reserve(
                 quantity=take,
                 now=now,
             )
-        outcomes.append(LineOutcome(line, take, short, stock.on_hand - stock.reserved, stock))
+        outcomes.append(LineOutcome(line, take, missing, stock.on_hand - stock.reserved, stock))
     return outcomes
 
 

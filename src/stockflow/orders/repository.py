@@ -1,8 +1,10 @@
-"""Order queries. Placement is the hot path: Core statements, few round trips, and stock
-rows touched in sorted SKU order by single guarded statements."""
+"""Order queries. Placement is the hot path: on PostgreSQL, hand-written SQL sent straight to
+asyncpg (see `stockflow.db.driver`), one statement per step whatever the number of lines;
+on SQLite, prebuilt Core statements. Stock rows are always locked in sorted SKU order."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +14,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
+from stockflow.db.driver import pg_driver
 from stockflow.db.models import (
     Customer,
     Location,
@@ -106,30 +109,104 @@ _INSERT_LINES = insert(table_of(OrderLine))
 _INSERT_MOVEMENTS = insert(table_of(StockMovement))
 
 
-async def catalog_entries(
-    session: AsyncSession, skus: Sequence[str]
-) -> tuple[dict[str, CatalogEntry], dict[str, ProductRules]]:
-    """The products an order names, priced (by SKU), and their shortage rules (by id):
-    one statement for both, since every order needs them."""
-    rows = await (await session.connection()).execute(_CATALOG, {"skus": list(skus)})
+@dataclass(frozen=True, slots=True)
+class OrderCatalog:
+    entries: dict[str, CatalogEntry]
+    """The products an order names, priced, by SKU."""
+    rules: dict[str, ProductRules]
+    """Their shortage rules, by product id."""
+    customer_exists: bool
+    """Whether the customer asked about exists (True when none was asked about)."""
+
+
+_PG_CATALOG = """
+SELECT p.id, p.sku, p.unit_price, p.currency, p.active, p.shortage_policy,
+       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to,
+       ($2::varchar IS NULL OR EXISTS (SELECT 1 FROM customers c WHERE c.id = $2)) AS customer
+FROM products p
+WHERE p.sku = ANY($1::varchar[])
+"""
+
+
+def _entry(row: Any, entries: dict[str, CatalogEntry], rules: dict[str, ProductRules]) -> None:
+    entries[row[1]] = CatalogEntry(row[0], row[1], row[2], row[3], row[4])
+    rules[row[0]] = ProductRules(ShortagePolicy(row[5]), row[6], row[7], row[8])
+
+
+async def order_catalog(
+    session: AsyncSession, skus: Sequence[str], *, customer_id: str | None
+) -> OrderCatalog:
+    """What pricing and checking an order needs, in one round trip on PostgreSQL: its
+    products and their rules, and whether ``customer_id`` (if given) exists. With no
+    product found the customer is not looked at: the order is refused for its SKUs first."""
     entries: dict[str, CatalogEntry] = {}
     product_rules: dict[str, ProductRules] = {}
-    for row in rows:
-        entries[row.sku] = CatalogEntry(row.id, row.sku, row.unit_price, row.currency, row.active)
-        product_rules[row.id] = ProductRules(
-            ShortagePolicy(row.shortage_policy),
-            row.replenish_buffer_pct,
-            row.reorder_point,
-            row.reorder_up_to,
-        )
-    return entries, product_rules
-
-
-async def customer_exists(session: AsyncSession, customer_id: str) -> bool:
-    found = await (await session.connection()).scalar(
-        _CUSTOMER_EXISTS, {"customer_id": customer_id}
+    driver = await pg_driver(session)
+    if driver is not None:
+        rows = await driver.fetch(_PG_CATALOG, list(skus), customer_id)
+        for row in rows:
+            _entry(row, entries, product_rules)
+        return OrderCatalog(entries, product_rules, all(row[9] for row in rows))
+    connection = await session.connection()
+    for row in await connection.execute(_CATALOG, {"skus": list(skus)}):
+        _entry(row, entries, product_rules)
+    exists = customer_id is None or (
+        await connection.scalar(_CUSTOMER_EXISTS, {"customer_id": customer_id}) is not None
     )
-    return found is not None
+    return OrderCatalog(entries, product_rules, exists)
+
+
+async def catalog_entries(session: AsyncSession, skus: Sequence[str]) -> dict[str, CatalogEntry]:
+    """The products named, priced (by SKU)."""
+    return (await order_catalog(session, skus, customer_id=None)).entries
+
+
+# One statement for every line: the CTE locks the default-location stock rows in the order
+# given (SKU order: the lock sits above the sort), then the guarded UPDATE reserves each row
+# that has enough. A row's concurrent change is re-read under the lock before the guard is
+# judged (READ COMMITTED re-evaluation), so the guard never works on a stale count.
+_PG_RESERVE = """
+WITH wanted AS MATERIALIZED (
+    SELECT s.product_id, s.location_id, r.quantity
+    FROM unnest($1::varchar[], $2::int[]) WITH ORDINALITY AS r(product_id, quantity, position)
+    JOIN stock_levels s
+      ON s.product_id = r.product_id
+     AND s.location_id = (SELECT id FROM locations WHERE is_default)
+    ORDER BY r.position
+    FOR UPDATE OF s
+)
+UPDATE stock_levels s
+SET reserved = s.reserved + w.quantity, updated_at = $3
+FROM wanted w
+WHERE s.product_id = w.product_id
+  AND s.location_id = w.location_id
+  AND s.on_hand - s.reserved >= w.quantity
+RETURNING s.product_id, s.location_id, s.on_hand, s.reserved
+"""
+
+
+async def reserve_all(
+    session: AsyncSession, lines: Sequence[tuple[str, int]], *, now: datetime
+) -> dict[str, StockChange]:
+    """Reserve each (product id, quantity) at the default location where that much is
+    available; the stock rows after, by product id (a product missing was short).
+
+    ``lines`` come in lock order (sorted by SKU). Every line's stock row is locked, short
+    or not, so the caller can look at a short one again without locking out of order.
+    """
+    driver = await pg_driver(session)
+    if driver is not None:
+        rows = await driver.fetch(
+            _PG_RESERVE, [line[0] for line in lines], [line[1] for line in lines], now
+        )
+        return {row[0]: StockChange(row[0], row[1], row[2], row[3]) for row in rows}
+    # SQLite's write transaction holds the whole database: no row locks to order.
+    changes: dict[str, StockChange] = {}
+    for product_id, quantity in lines:
+        change = await reserve(session, product_id=product_id, quantity=quantity, now=now)
+        if change is not None:
+            changes[product_id] = change
+    return changes
 
 
 async def reserve(
@@ -214,6 +291,56 @@ async def default_location_id(session: AsyncSession) -> str:
     return location_id
 
 
+_ORDER_COLUMNS = (
+    "id", "customer_id", "status", "currency", "subtotal", "shipping_amount", "tax_amount",
+    "discount_amount", "total", "metadata", "placed_by", "created_at", "updated_at",
+)  # fmt: skip
+_LINE_COLUMNS = (
+    "id", "order_id", "product_id", "sku", "position", "quantity", "unit_price", "line_total",
+    "allocated", "backordered", "shipped",
+)  # fmt: skip
+_MOVEMENT_COLUMNS = (
+    "id", "product_id", "location_id", "on_hand_delta", "reserved_delta", "on_hand_after",
+    "reserved_after", "reason", "note", "actor", "order_id", "purchase_order_id", "created_at",
+)  # fmt: skip
+# The order, its lines and its ledger rows in one statement: the lines and movements travel
+# as one array per column, so the text (and asyncpg's prepared statement) is the same for
+# any number of lines. Foreign keys are checked at the end of the statement, when the
+# order row is there. Columns in the order of the tuples above.
+_PG_INSERT_ORDER = """
+WITH new_order AS (
+    INSERT INTO orders (
+        id, customer_id, status, currency, subtotal, shipping_amount, tax_amount,
+        discount_amount, total, metadata, placed_by, created_at, updated_at
+    )
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13)
+),
+new_lines AS (
+    INSERT INTO order_lines (
+        id, order_id, product_id, sku, position, quantity, unit_price, line_total,
+        allocated, backordered, shipped
+    )
+    SELECT * FROM unnest(
+        $14::varchar[], $15::varchar[], $16::varchar[], $17::varchar[], $18::int[],
+        $19::int[], $20::bigint[], $21::bigint[], $22::int[], $23::int[], $24::int[]
+    )
+)
+INSERT INTO stock_movements (
+    id, product_id, location_id, on_hand_delta, reserved_delta, on_hand_after,
+    reserved_after, reason, note, actor, order_id, purchase_order_id, created_at
+)
+SELECT * FROM unnest(
+    $25::varchar[], $26::varchar[], $27::varchar[], $28::int[], $29::int[], $30::int[],
+    $31::int[], $32::varchar[], $33::varchar[], $34::varchar[], $35::varchar[],
+    $36::varchar[], $37::timestamptz[]
+)
+"""
+
+
+def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
+
+
 async def insert_order(
     session: AsyncSession,
     *,
@@ -222,6 +349,17 @@ async def insert_order(
     movements: list[dict[str, Any]],
 ) -> None:
     """Rows keyed by column name (``metadata``, not the attribute ``metadata_``)."""
+    driver = await pg_driver(session)
+    if driver is not None:
+        head = [order[name] for name in _ORDER_COLUMNS]
+        head[9] = json.dumps(head[9])
+        await driver.execute(
+            _PG_INSERT_ORDER,
+            *head,
+            *_columns(lines, _LINE_COLUMNS),
+            *_columns(movements, _MOVEMENT_COLUMNS),
+        )
+        return
     connection = await session.connection()
     await connection.execute(_INSERT_ORDER, [order])
     # One multi-row INSERT each, not one execution per row.

@@ -132,7 +132,7 @@ async def create_purchase_order(
     requested = rules.merge_lines(
         ((line.sku, line.quantity) for line in data.lines), max_quantity=MAX_PO_QUANTITY
     )
-    catalog, _rules = await orders.catalog_entries(session, [line.sku for line in requested])
+    catalog = await orders.catalog_entries(session, [line.sku for line in requested])
     unknown = [line for line in requested if line.sku not in catalog]
     if unknown:
         raise UnknownSku(
