@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.api.deps import SessionDep, SettingsDep, get_principal
+from stockflow.api.deps import SessionDep, get_principal
 from stockflow.auth.roles import Principal
+from stockflow.config import Settings
 from stockflow.errors import InvalidRequest
 from stockflow.idempotency import service
 
@@ -102,7 +103,6 @@ def _json(content: str, status_code: int, headers: dict[str, str]) -> JSONRespon
 async def get_idempotency(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     principal: Annotated[Principal, Depends(get_principal)],
     idempotency_key: Annotated[
         str | None,
@@ -121,6 +121,7 @@ async def get_idempotency(
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             errors=[{"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}],
         )
+    settings: Settings = request.app.state.settings
     return Idempotency(
         request=request,
         session=session,

@@ -12,12 +12,16 @@ from stockflow.orders.router import router as orders_router
 from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
 
-v1 = APIRouter(prefix="/v1")
-v1.include_router(api_keys_router)
-v1.include_router(products_router)
-v1.include_router(inventory_router)
-v1.include_router(customers_router)
-v1.include_router(orders_router)
-v1.include_router(suppliers_router)
-v1.include_router(product_suppliers_router)
-v1.include_router(purchase_orders_router)
+V1_PREFIX = "/v1"
+# Included into the application one by one under the prefix, not through a ``/v1`` router
+# of their own: every level of nesting is matched again on every request.
+V1_ROUTERS: tuple[APIRouter, ...] = (
+    api_keys_router,
+    products_router,
+    inventory_router,
+    customers_router,
+    orders_router,
+    suppliers_router,
+    product_suppliers_router,
+    purchase_orders_router,
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -14,32 +14,31 @@ from pydantic_core import PydanticCustomError
 T = TypeVar("T")
 
 
-def _paths_where(value: Any, path: str, bad: Callable[[Any], bool]) -> list[str]:
-    """Where in a JSON value a leaf (or an object key) is ``bad``, as dotted paths."""
-    if isinstance(value, dict):
-        found = []
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            if bad(key):
-                found.append(child)
-            found.extend(_paths_where(item, child, bad))
-        return found
-    if isinstance(value, list):
-        return [
-            p
-            for index, item in enumerate(value)
-            for p in _paths_where(item, f"{path}.{index}", bad)
-        ]
-    return [path] if bad(value) else []
-
-
-def _holds_nul(value: Any) -> bool:
-    return isinstance(value, str) and "\x00" in value
-
-
-def _non_finite(value: Any) -> bool:
-    # Python's JSON parser accepts NaN and Infinity; JSON and PostgreSQL do not.
-    return isinstance(value, float) and not math.isfinite(value)
+def _unstorable(value: Any) -> tuple[list[str], list[str]]:
+    """Where in a JSON value text holds NUL (object keys included) and where a number is
+    not finite, as dotted paths: one walk for both, since every request body is walked."""
+    nul: list[str] = []
+    non_finite: list[str] = []
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                nul.append(path)
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    nul.append(child_path)
+                children.append((child, child_path))
+            stack.extend(reversed(children))  # popped in document order
+        elif isinstance(item, list):
+            stack.extend(reversed([(child, f"{path}.{index}") for index, child in enumerate(item)]))
+        elif isinstance(item, float) and not math.isfinite(item):
+            # Python's JSON parser accepts NaN and Infinity; JSON and PostgreSQL do not.
+            non_finite.append(path)
+    return nul, non_finite
 
 
 class WriteModel(BaseModel):
@@ -59,14 +58,13 @@ class WriteModel(BaseModel):
     def _refuse_read_only(cls, data: Any) -> Any:
         # PostgreSQL cannot store NUL in text or JSON while SQLite can: refusing it here
         # gives the same 422 on both instead of a storage error on one.
-        nul = _paths_where(data, "", _holds_nul)
+        nul, non_finite = _unstorable(data)
         if nul:
             raise PydanticCustomError(
                 "nul_character",
                 "text must not contain NUL characters: {names}",
                 {"names": ", ".join(nul), "fields": nul},
             )
-        non_finite = _paths_where(data, "", _non_finite)
         if non_finite:
             raise PydanticCustomError(
                 "non_finite_number",

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
+from stockflow.db.driver import pg_driver
 from stockflow.db.models import ApiKey
 from stockflow.db.pagination import Page, paginate
+
+
+class KeyIdentity(NamedTuple):
+    """Who a key is and whether it may be used."""
+
+    id: str
+    role: str
+    name: str
+    customer_id: str | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
 
 _KEYS = table_of(ApiKey)
 # Every request authenticates: a Core statement built once, reading only what a caller is.
@@ -22,13 +35,22 @@ _BY_HASH = select(
 ).where(_KEYS.c.key_hash == bindparam("key_hash"))
 
 
-async def get_by_hash(
-    session: AsyncSession, key_hash: str
-) -> Row[Any, Any, Any, Any, Any, Any] | None:
+_PG_BY_HASH = """
+SELECT id, role, name, customer_id, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1
+"""
+
+
+async def get_by_hash(session: AsyncSession, key_hash: str) -> KeyIdentity | None:
     """The key's identity and state (id, role, name, customer_id, revoked_at,
     last_used_at), or None."""
-    result = await (await session.connection()).execute(_BY_HASH, {"key_hash": key_hash})
-    return result.one_or_none()
+    driver = await pg_driver(session)
+    if driver is not None:
+        # The first statement of nearly every request: on PostgreSQL, straight to the driver.
+        record = await driver.fetchrow(_PG_BY_HASH, key_hash)
+    else:
+        result = await (await session.connection()).execute(_BY_HASH, {"key_hash": key_hash})
+        record = result.one_or_none()
+    return None if record is None else KeyIdentity(*record)
 
 
 async def get(session: AsyncSession, key_id: str) -> ApiKey | None:

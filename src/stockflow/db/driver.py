@@ -64,16 +64,37 @@ def _translated(sql: str, args: Sequence[Any], exc: Exception) -> Exception:
     return exc
 
 
+_CACHED = "stockflow.pg_driver"
+
+
 async def pg_driver(session: AsyncSession) -> PgDriver | None:
-    """The session's asyncpg connection, inside its transaction; None on SQLite."""
+    """The session's asyncpg connection, inside its transaction; None on SQLite.
+
+    Kept in the session's ``info`` for the rest of its transaction: finding the driver
+    connection takes two trips through SQLAlchemy's greenlet bridge, and an order asks
+    for it several times.
+    """
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_CACHED)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        driver: PgDriver | None = cached[1]
+        return driver
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
+        session.info[_CACHED] = (session.sync_session.get_transaction(), None)
         return None
     raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        # SQLAlchemy begins lazily, with the first statement it sends itself. The order
-        # path's first statement (authentication) always goes through it, so this only
-        # runs for a caller that reaches the driver before anything else.
-        await connection.exec_driver_sql("SELECT 1")
-    return PgDriver(driver)
+    asyncpg_connection: asyncpg.Connection = raw.driver_connection
+    if not asyncpg_connection.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter begins lazily, with the first statement it sends
+        # itself; here the driver speaks first, so the adapter is asked to begin (its BEGIN,
+        # its isolation level, and its COMMIT later). Without that hook, a statement
+        # through SQLAlchemy begins it, at the price of one more round trip.
+        begin = getattr(raw.dbapi_connection, "_start_transaction", None)
+        if begin is not None:
+            await begin()
+        else:
+            await connection.exec_driver_sql("SELECT 1")
+    driver = PgDriver(asyncpg_connection)
+    session.info[_CACHED] = (session.sync_session.get_transaction(), driver)
+    return driver

@@ -88,19 +88,20 @@ async def run_once(
             True,
         )
     body, headers = await work()
-    stored_body = body
+    content = render(body)
+    stored = content
     if secret_fields and isinstance(body, dict):
         # A secret is shown once: the replay says the field exists but not its value.
-        stored_body = {k: (None if k in secret_fields else v) for k, v in body.items()}
+        stored = render({k: (None if k in secret_fields else v) for k, v in body.items()})
     await repository.complete(
         session,
         principal_id=principal_id,
         key=key,
         status_code=status_code,
-        body=render(stored_body),
+        body=stored,
         headers=dict(headers),
     )
-    return StoredResponse(status_code, render(body), dict(headers), False)
+    return StoredResponse(status_code, content, dict(headers), False)
 
 
 async def _claim(
