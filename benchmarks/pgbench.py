@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks import catalog
 from benchmarks.replay import Template, parse_pgbench, pgbench_script
 from benchmarks.seed import plain_dsn
+from stockflow.db.engine import POSTGRESQL_SESSION_SETTINGS
 
 
 def find_pgbench() -> str | None:
@@ -25,7 +26,10 @@ def find_pgbench() -> str | None:
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    # The session settings Stockflow's own connections use, so both run the same plans.
+    options = " ".join(f"-c {name}={value}" for name, value in POSTGRESQL_SESSION_SETTINGS.items())
+    environment = {**os.environ, "PGOPTIONS": options}
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
 
 
 def _write(script: str, *paths: Path | None) -> None:

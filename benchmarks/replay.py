@@ -32,6 +32,7 @@ from benchmarks.capture import Step
 from benchmarks.loadgen import Window
 from benchmarks.server import CpuSnapshot
 from benchmarks.stats import Sample
+from stockflow.db.engine import POSTGRESQL_SESSION_SETTINGS
 
 ID_PATTERN = re.compile(r"^([a-z]+)_[0-9A-HJKMNP-TV-Z]{26}$")
 STABLE_PREFIXES = frozenset({"cus", "key", "loc", "sup", "spr", "prod"})
@@ -188,7 +189,10 @@ async def replay(
     rng = random.Random(seed)
     ids = FreshIds()
     sample = Sample()
-    connections = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+    connections = [
+        await asyncpg.connect(dsn, server_settings=dict(POSTGRESQL_SESSION_SETTINGS))
+        for _ in range(concurrency)
+    ]
     start = time.perf_counter()
     measure_start = start + warmup_s
     measure_end = measure_start + duration_s

@@ -8,6 +8,7 @@ SHA-256 of a key is stored.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 import zlib
@@ -37,12 +38,15 @@ def generate_key() -> str:
     return f"{KEY_PREFIX}{random_part}{_checksum(random_part)}"
 
 
+_SHAPE = re.compile(
+    re.escape(KEY_PREFIX) + f"[0-9A-Za-z]{{{_RANDOM_LENGTH + _CHECKSUM_LENGTH}}}", re.ASCII
+)
+
+
 def is_well_formed(key: str) -> bool:
-    if len(key) != KEY_LENGTH or not key.startswith(KEY_PREFIX):
+    if not _SHAPE.fullmatch(key):
         return False
     body = key[len(KEY_PREFIX) :]
-    if any(char not in _ALPHABET for char in body):
-        return False
     random_part, checksum = body[:_RANDOM_LENGTH], body[_RANDOM_LENGTH:]
     return secrets.compare_digest(_checksum(random_part), checksum)
 

@@ -41,6 +41,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=False,
+        server_header=False,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
 class PgDriver:
@@ -64,37 +64,60 @@ def _translated(sql: str, args: Sequence[Any], exc: Exception) -> Exception:
     return exc
 
 
-_CACHED = "stockflow.pg_driver"
+_DRIVER = "stockflow.pg_driver"
+
+
+class RequestConnection:
+    """The pooled connection under one PostgreSQL transaction of `Database`: reachable
+    from its session (which is bound to it) and from the driver, with the transaction
+    begun by whichever speaks first."""
+
+    __slots__ = ("_connection", "_driver")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+        self._driver: PgDriver | None = None
+
+    @property
+    def _pooled(self) -> Any:
+        return self._connection.sync_connection.connection  # type: ignore[union-attr]
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on the connection, whoever began it."""
+        return bool(self._pooled.driver_connection.is_in_transaction())
+
+    async def driver(self) -> PgDriver:
+        pooled = self._pooled
+        if not pooled.driver_connection.is_in_transaction():
+            # SQLAlchemy's asyncpg adapter begins lazily, with the first statement it sends
+            # itself; when the driver speaks first, the adapter is asked to begin (its
+            # BEGIN, its isolation level), so that a later statement through SQLAlchemy
+            # and the commit (a DBAPI commit) work on the same transaction. Without that
+            # hook, a statement through SQLAlchemy begins it, at one more round trip.
+            begin = getattr(pooled.dbapi_connection, "_start_transaction", None)
+            if begin is not None:
+                await begin()
+            else:
+                await self._connection.exec_driver_sql("SELECT 1")
+        if self._driver is None:
+            self._driver = PgDriver(pooled.driver_connection)
+        return self._driver
+
+    async def commit(self) -> None:
+        """Commit what the driver alone sent (a transaction SQLAlchemy's session has not
+        joined, so its own commit does not reach it)."""
+        if self.in_transaction():
+            dbapi_connection = self._pooled.dbapi_connection
+            await self._connection.run_sync(lambda _: dbapi_connection.commit())
+
+
+def attach(session: AsyncSession, connection: RequestConnection) -> None:
+    session.info[_DRIVER] = connection
 
 
 async def pg_driver(session: AsyncSession) -> PgDriver | None:
-    """The session's asyncpg connection, inside its transaction; None on SQLite.
-
-    Kept in the session's ``info`` for the rest of its transaction: finding the driver
-    connection takes two trips through SQLAlchemy's greenlet bridge, and an order asks
-    for it several times.
-    """
-    transaction = session.sync_session.get_transaction()
-    cached = session.info.get(_CACHED)
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        driver: PgDriver | None = cached[1]
-        return driver
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        session.info[_CACHED] = (session.sync_session.get_transaction(), None)
+    """The asyncpg connection under the session's transaction; None on SQLite."""
+    connection: RequestConnection | None = session.info.get(_DRIVER)
+    if connection is None:
         return None
-    raw = await connection.get_raw_connection()
-    asyncpg_connection: asyncpg.Connection = raw.driver_connection
-    if not asyncpg_connection.is_in_transaction():
-        # SQLAlchemy's asyncpg adapter begins lazily, with the first statement it sends
-        # itself; here the driver speaks first, so the adapter is asked to begin (its BEGIN,
-        # its isolation level, and its COMMIT later). Without that hook, a statement
-        # through SQLAlchemy begins it, at the price of one more round trip.
-        begin = getattr(raw.dbapi_connection, "_start_transaction", None)
-        if begin is not None:
-            await begin()
-        else:
-            await connection.exec_driver_sql("SELECT 1")
-    driver = PgDriver(asyncpg_connection)
-    session.info[_CACHED] = (session.sync_session.get_transaction(), driver)
-    return driver
+    return await connection.driver()

@@ -76,9 +76,10 @@ class LineOutcome:
     """The locked stock row after the reservation (placing only; a preview locks nothing)."""
 
 
-async def check_order(
-    session: AsyncSession, actor: Principal, data: OrderCreate, limits: OrderLimits
-) -> CheckedOrder:
+def _requested(
+    actor: Principal, data: OrderCreate, limits: OrderLimits
+) -> tuple[str, list[rules.RequestedLine]]:
+    """The ordering customer and the order's lines, one per SKU, as the client listed them."""
     customer_id = customer_for(actor, data.customer_id)
     requested = rules.merge_lines(
         ((line.sku, line.quantity) for line in data.lines), max_quantity=limits.max_quantity
@@ -88,11 +89,16 @@ async def check_order(
             f"An order has at most {limits.max_lines} lines (after merging lines of one SKU).",
             errors=[{"location": "body.lines", "message": f"at most {limits.max_lines} SKUs"}],
         )
-    catalog = await repository.order_catalog(
-        session,
-        [line.sku for line in requested],
-        customer_id=None if actor.is_customer else customer_id,
-    )
+    return customer_id, requested
+
+
+def _checked(
+    actor: Principal,
+    data: OrderCreate,
+    customer_id: str,
+    requested: list[rules.RequestedLine],
+    catalog: repository.OrderCatalog,
+) -> CheckedOrder:
     priced = rules.price_order(
         requested,
         catalog.entries,
@@ -104,6 +110,19 @@ async def check_order(
     if not catalog.customer_exists:
         raise UnknownCustomer(f"Customer {customer_id} does not exist.", customer_id=customer_id)
     return CheckedOrder(customer_id, priced, catalog.rules)
+
+
+async def check_order(
+    session: AsyncSession, actor: Principal, data: OrderCreate, limits: OrderLimits
+) -> CheckedOrder:
+    """The order priced and checked against the catalog, from plain reads (a preview)."""
+    customer_id, requested = _requested(actor, data, limits)
+    catalog = await repository.order_catalog(
+        session,
+        [line.sku for line in requested],
+        customer_id=None if actor.is_customer else customer_id,
+    )
+    return _checked(actor, data, customer_id, requested, catalog)
 
 
 async def refuse_short(session: AsyncSession, short: Sequence[rules.PricedLine]) -> NoReturn:
@@ -167,12 +186,15 @@ def needs_rules(checked: CheckedOrder, outcome: LineOutcome) -> bool:
 
 
 async def _reserve(
-    session: AsyncSession, checked: CheckedOrder, now: datetime
+    session: AsyncSession,
+    checked: CheckedOrder,
+    reserved: dict[str, StockChange],
+    now: datetime,
 ) -> list[LineOutcome]:
+    """What each line got, from the guarded reservation already made (``reserved``, by
+    product id): a short ``reject`` line refuses the order, a short ``backorder`` line
+    takes what is there."""
     by_sku = checked.by_sku
-    reserved = await repository.reserve_all(
-        session, [(line.product_id, line.quantity) for line in by_sku], now=now
-    )
     short = [line for line in by_sku if line.product_id not in reserved]
     refused = [line for line in short if checked.policy(line) is ShortagePolicy.REJECT]
     if refused:
@@ -206,9 +228,19 @@ async def _reserve(
 async def place_order(
     session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
 ) -> OrderRead:
-    checked = await check_order(session, actor, data, limits)
+    customer_id, requested = _requested(actor, data, limits)
     now = datetime.now(UTC)
-    outcomes = await _reserve(session, checked, now)
+    # One round trip reads the catalog and reserves every line that has enough stock, in
+    # SKU order. An order refused afterwards (unknown SKU, inactive product, wrong
+    # currency, no such customer) rolls the reservation back with everything else.
+    catalog, reserved = await repository.reserve_from_catalog(
+        session,
+        sorted((line.sku, line.quantity) for line in requested),
+        customer_id=None if actor.is_customer else customer_id,
+        now=now,
+    )
+    checked = _checked(actor, data, customer_id, requested, catalog)
+    outcomes = await _reserve(session, checked, reserved, now)
     order_id = new_id("ord")
     line_ids = {line.product_id: new_id("oli") for line in checked.priced.lines}
 
@@ -299,7 +331,8 @@ async def place_order(
     )
     waiting = [row["product_id"] for row in line_rows if row["backordered"] > 0]
     promised = await backlog.promises(session, waiting) if waiting else {}
-    read = OrderRead(
+    # Built from values this function computed, so not validated again (the hot path).
+    read = OrderRead.model_construct(
         id=order_id,
         customer_id=checked.customer_id,
         status=status,
@@ -311,8 +344,15 @@ async def place_order(
         discount_amount=checked.priced.discount_amount,
         total=checked.priced.total,
         lines=[
-            OrderLineRead.model_validate(
-                {**row, "expected_available_date": promised.get(row["id"])}
+            OrderLineRead.model_construct(
+                sku=row["sku"],
+                quantity=row["quantity"],
+                unit_price=row["unit_price"],
+                line_total=row["line_total"],
+                allocated=row["allocated"],
+                backordered=row["backordered"],
+                shipped=row["shipped"],
+                expected_available_date=promised.get(row["id"]),
             )
             for row in line_rows
         ],

@@ -161,52 +161,90 @@ async def catalog_entries(session: AsyncSession, skus: Sequence[str]) -> dict[st
     return (await order_catalog(session, skus, customer_id=None)).entries
 
 
-# One statement for every line: the CTE locks the default-location stock rows in the order
-# given (SKU order: the lock sits above the sort), then the guarded UPDATE reserves each row
-# that has enough. A row's concurrent change is re-read under the lock before the guard is
-# judged (READ COMMITTED re-evaluation), so the guard never works on a stale count.
-_PG_RESERVE = """
-WITH wanted AS MATERIALIZED (
-    SELECT s.product_id, s.location_id, r.quantity
-    FROM unnest($1::varchar[], $2::int[]) WITH ORDINALITY AS r(product_id, quantity, position)
-    JOIN stock_levels s
-      ON s.product_id = r.product_id
-     AND s.location_id = (SELECT id FROM locations WHERE is_default)
-    ORDER BY r.position
-    FOR UPDATE OF s
-)
-UPDATE stock_levels s
-SET reserved = s.reserved + w.quantity, updated_at = $3
-FROM wanted w
-WHERE s.product_id = w.product_id
-  AND s.location_id = w.location_id
-  AND s.on_hand - s.reserved >= w.quantity
-RETURNING s.product_id, s.location_id, s.on_hand, s.reserved
-"""
-
-
-async def reserve_all(
+async def _reserve_each(
     session: AsyncSession, lines: Sequence[tuple[str, int]], *, now: datetime
 ) -> dict[str, StockChange]:
-    """Reserve each (product id, quantity) at the default location where that much is
-    available; the stock rows after, by product id (a product missing was short).
-
-    ``lines`` come in lock order (sorted by SKU). Every line's stock row is locked, short
-    or not, so the caller can look at a short one again without locking out of order.
-    """
-    driver = await pg_driver(session)
-    if driver is not None:
-        rows = await driver.fetch(
-            _PG_RESERVE, [line[0] for line in lines], [line[1] for line in lines], now
-        )
-        return {row[0]: StockChange(row[0], row[1], row[2], row[3]) for row in rows}
-    # SQLite's write transaction holds the whole database: no row locks to order.
+    """SQLite: one guarded statement per (product id, quantity); its write transaction
+    holds the whole database, so there are no row locks to order."""
     changes: dict[str, StockChange] = {}
     for product_id, quantity in lines:
         change = await reserve(session, product_id=product_id, quantity=quantity, now=now)
         if change is not None:
             changes[product_id] = change
     return changes
+
+
+# The catalog read and the reservation in one statement (placing an order): ``wanted``
+# locks the default-location stock rows of the SKUs given, in the order given (SKU order),
+# ``reserved`` reserves each that has enough, and the products come back with what their
+# rows hold now (NULL where nothing was reserved).
+_PG_RESERVE_FROM_CATALOG = """
+WITH wanted AS MATERIALIZED (
+    SELECT s.product_id, s.location_id, r.quantity
+    FROM unnest($1::varchar[], $2::int[]) WITH ORDINALITY AS r(sku, quantity, position)
+    JOIN products p ON p.sku = r.sku
+    JOIN stock_levels s
+      ON s.product_id = p.id
+     AND s.location_id = (SELECT id FROM locations WHERE is_default)
+    ORDER BY r.position
+    FOR UPDATE OF s
+),
+reserved AS (
+    UPDATE stock_levels s
+    SET reserved = s.reserved + w.quantity, updated_at = $3
+    FROM wanted w
+    WHERE s.product_id = w.product_id
+      AND s.location_id = w.location_id
+      AND s.on_hand - s.reserved >= w.quantity
+    RETURNING s.product_id, s.location_id, s.on_hand, s.reserved
+)
+SELECT p.id, p.sku, p.unit_price, p.currency, p.active, p.shortage_policy,
+       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to,
+       ($4::varchar IS NULL OR EXISTS (SELECT 1 FROM customers c WHERE c.id = $4)) AS customer,
+       r.location_id, r.on_hand, r.reserved
+FROM products p
+LEFT JOIN reserved r ON r.product_id = p.id
+WHERE p.sku = ANY($1::varchar[])
+"""
+
+
+async def reserve_from_catalog(
+    session: AsyncSession,
+    lines: Sequence[tuple[str, int]],
+    *,
+    customer_id: str | None,
+    now: datetime,
+) -> tuple[OrderCatalog, dict[str, StockChange]]:
+    """`order_catalog`, and each line reserved at the default location if that much is
+    available, for (SKU, quantity) pairs in SKU order: one round trip on PostgreSQL.
+    Returns the stock rows after, by product id; a product missing was short (or is not
+    in the catalog). Every line's stock row is locked, short or not, so the caller can
+    look at a short one again without locking out of order."""
+    driver = await pg_driver(session)
+    if driver is None:
+        catalog = await order_catalog(session, [sku for sku, _ in lines], customer_id=customer_id)
+        wanted = [
+            (catalog.entries[sku].product_id, quantity)
+            for sku, quantity in lines
+            if sku in catalog.entries
+        ]
+        return catalog, await _reserve_each(session, wanted, now=now)
+    rows = await driver.fetch(
+        _PG_RESERVE_FROM_CATALOG,
+        [sku for sku, _ in lines],
+        [quantity for _, quantity in lines],
+        now,
+        customer_id,
+    )
+    entries: dict[str, CatalogEntry] = {}
+    product_rules: dict[str, ProductRules] = {}
+    changes: dict[str, StockChange] = {}
+    for row in rows:
+        _entry(row, entries, product_rules)
+        if row[10] is not None:
+            changes[row[0]] = StockChange(row[0], row[10], row[11], row[12])
+    catalog = OrderCatalog(entries, product_rules, all(row[9] for row in rows))
+    return catalog, changes
 
 
 async def reserve(
