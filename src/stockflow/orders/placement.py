@@ -1,8 +1,9 @@
 """Placing an order (previewing one is in `preview`, on the same rules).
 
-Placement is the hot path. It reserves every line with one guarded statement per SKU, in
-sorted SKU order; only a short line of a ``backorder`` product takes the slower road (lock
-its stock row, reserve what is there, backorder the rest). Then, with the product rows
+Placement is the hot path. The catalog read and the guarded reservation of every line, in
+sorted SKU order, are one round trip on PostgreSQL (`repository.reserve_from_catalog`);
+only a short line of a ``backorder`` product takes the slower road (its stock row is
+already locked: reserve what is there, backorder the rest). Then, with the product rows
 locked in the same SKU order, the replenishment rule decides what to order, and the PO
 lines are written in the same transaction: the order and the purchase that covers it
 commit together or not at all.
