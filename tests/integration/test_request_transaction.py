@@ -3,37 +3,50 @@ on PostgreSQL, straight to the driver (the order path's own SQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow.auth import repository as auth_repository
+from stockflow.config import Settings
 from stockflow.db.driver import pg_driver
 from stockflow.db.engine import Database
 from stockflow.db.models import Customer, IdempotencyRecord
 from stockflow.idempotency import repository as idempotency
+from tests.server import asyncpg_dsn
 
 
 class Boom(Exception):
     pass
 
 
+async def _claim(session: AsyncSession, key: str) -> bool:
+    """An idempotency claim: a write that goes through the driver on PostgreSQL."""
+    now = datetime.now(UTC)
+    return await idempotency.insert_if_absent(
+        session,
+        principal_id="key_test",
+        key=key,
+        request_hash="h",
+        method="POST",
+        path="/v1/orders",
+        now=now,
+        expires_at=now + timedelta(hours=1),
+        wait_seconds=1,
+    )
+
+
 async def _write_both(database: Database, suffix: str, *, fail: bool) -> None:
     """A write through the driver (an idempotency claim) and one through the session (a
     customer), in one transaction."""
-    now = datetime.now(UTC)
     async with database.transaction() as session:
-        assert await idempotency.insert_if_absent(
-            session,
-            principal_id="key_test",
-            key=f"key-{suffix}",
-            request_hash="h",
-            method="POST",
-            path="/v1/orders",
-            now=now,
-            expires_at=now + timedelta(hours=1),
-            wait_seconds=1,
-        )
+        assert await _claim(session, f"key-{suffix}")
         session.add(Customer(id=f"cus_{suffix}", name="Both", metadata_={}))
         await session.flush()
         if fail:
@@ -61,19 +74,8 @@ async def test_driver_and_session_writes_roll_back_together(database: Database) 
 
 
 async def test_a_driver_only_write_commits(database: Database) -> None:
-    now = datetime.now(UTC)
     async with database.transaction() as session:
-        await idempotency.insert_if_absent(
-            session,
-            principal_id="key_test",
-            key="key-alone",
-            request_hash="h",
-            method="POST",
-            path="/v1/orders",
-            now=now,
-            expires_at=now + timedelta(hours=1),
-            wait_seconds=1,
-        )
+        await _claim(session, "key-alone")
     assert (await _found(database, "alone"))[0]
 
 
@@ -104,3 +106,92 @@ async def test_postgresql_sessions_plan_statements_once(database: Database, back
     assert mode == "force_generic_plan"
     assert through_driver is not None
     assert through_driver[0] == "force_generic_plan"
+
+
+# --- failures around the driver's BEGIN and COMMIT (PostgreSQL) ------------------------
+
+
+def _pool_of_one(database_url: str) -> Database:
+    return Database(Settings(database_url=database_url, database_pool_size=1))
+
+
+async def _authenticate(database: Database) -> None:
+    """A request's first statement: the key lookup, through the driver."""
+    async with database.transaction() as session:
+        await auth_repository.get_by_hash(session, "0" * 64)
+
+
+async def test_a_dropped_connection_fails_one_transaction_at_most(
+    database_url: str, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to drop connections")
+    database = _pool_of_one(database_url)
+    try:
+        await _authenticate(database)
+        async with database.transaction() as session:
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        admin = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)
+        failures = 0
+        for _ in range(4):
+            try:
+                await _authenticate(database)
+            except DBAPIError:
+                # Answered as a retryable 503 by the problem handlers.
+                failures += 1
+        assert failures <= 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_transaction_cancelled_at_any_point_leaves_the_next_one_whole(
+    database_url: str, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the driver's BEGIN is PostgreSQL's")
+    database = _pool_of_one(database_url)
+    observer = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        for turns in range(12):
+
+            async def begin_and_wait() -> None:
+                async with database.transaction() as session:
+                    await pg_driver(session)
+                    await asyncio.sleep(10)
+
+            task = asyncio.create_task(begin_and_wait())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            async with database.transaction() as session:
+                await _claim(session, f"key-after-cancel-{turns}")
+            committed = await observer.fetchval(
+                "SELECT count(*) FROM idempotency_records WHERE key = $1",
+                f"key-after-cancel-{turns}",
+            )
+            assert committed == 1, f"cancelled after {turns} turns: the next write was lost"
+    finally:
+        await observer.close()
+        await database.dispose()
+
+
+async def test_a_lost_idempotency_claim_leaves_lock_waits_unbounded(
+    database: Database, backend: str
+) -> None:
+    """The claim bounds its own wait only: after losing to a committed record, the rest of
+    the transaction (a replay, or deleting an expired record) waits as any other would."""
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    async with database.transaction() as session:
+        assert await _claim(session, "key-lost")
+    async with database.transaction() as session:
+        assert not await _claim(session, "key-lost")
+        timeout = await session.scalar(text("SHOW lock_timeout"))
+    assert timeout == "0"

@@ -14,7 +14,8 @@ sent the statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -95,10 +96,10 @@ class RequestConnection:
             # and the commit (a DBAPI commit) work on the same transaction. Without that
             # hook, a statement through SQLAlchemy begins it, at one more round trip.
             begin = getattr(pooled.dbapi_connection, "_start_transaction", None)
-            if begin is not None:
-                await begin()
-            else:
+            if begin is None:
                 await self._connection.exec_driver_sql("SELECT 1")
+            else:
+                await self._guarded("BEGIN", begin)
         if self._driver is None:
             self._driver = PgDriver(pooled.driver_connection)
         return self._driver
@@ -108,7 +109,36 @@ class RequestConnection:
         joined, so its own commit does not reach it)."""
         if self.in_transaction():
             dbapi_connection = self._pooled.dbapi_connection
-            await self._connection.run_sync(lambda _: dbapi_connection.commit())
+
+            async def commit() -> None:
+                await self._connection.run_sync(lambda _: dbapi_connection.commit())
+
+            await self._guarded("COMMIT", commit)
+
+    async def _guarded(self, command: str, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run a BEGIN or COMMIT that SQLAlchemy's own error handling does not see.
+
+        If it fails or is cancelled midway, the server and the adapter may disagree about
+        an open transaction (or the connection is gone), and the pool's rollback on return
+        would not clean it up: the connection is discarded instead. The error is raised
+        as SQLAlchemy raises database errors, so it answers as one (503 when the database
+        is unreachable or the transaction was rolled back).
+        """
+        try:
+            await step()
+        except BaseException as exc:
+            await self.discard()
+            if not isinstance(exc, Exception):
+                raise
+            sqlstate = getattr(exc, "sqlstate", None)
+            if isinstance(sqlstate, str) and sqlstate:
+                raise DBAPIError(command, None, exc) from exc
+            raise InterfaceError(command, None, exc) from exc
+
+    async def discard(self) -> None:
+        """Close the connection for good instead of returning it to the pool."""
+        with contextlib.suppress(Exception):
+            await self._connection.invalidate()
 
 
 def attach(session: AsyncSession, connection: RequestConnection) -> None:

@@ -110,8 +110,15 @@ class Database:
         does. This costs about half of what a session of its own does per request: the
         order path rarely needs the session at all."""
         connection = await self.engine.connect()
-        try:
+        request_connection = RequestConnection(connection)
+        if request_connection.in_transaction():
+            # Never expected (a failed BEGIN or COMMIT discards its connection), but a
+            # connection left inside a transaction would swallow this one's work.
+            await request_connection.discard()
+            await connection.close()
+            connection = await self.engine.connect()
             request_connection = RequestConnection(connection)
+        try:
             session = AsyncSession(bind=connection, expire_on_commit=False)
             attach(session, request_connection)
             try:

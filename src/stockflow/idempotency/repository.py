@@ -19,7 +19,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 # The claim in one round trip. Only the claim's wait is bounded: ``lock_timeout`` is set
 # for the transaction before the INSERT can wait on another request's uncommitted record,
 # and set back to none (the request's own row locks wait as long as they must) once the
-# claim is won. A lost claim leaves it bounded, for a transaction that only replays.
+# claim is won; a lost claim sets it back with a statement of its own.
 _PG_CLAIM = """
 WITH bounded AS MATERIALIZED (SELECT set_config('lock_timeout', $8, true))
 , claimed AS (
@@ -96,6 +96,10 @@ async def insert_if_absent(
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             raise KeyBusy from exc
         raise
+    if row is None:
+        # Lost to a committed record: the transaction only replays it (or, past its
+        # retention, deletes and claims again), unbounded like any other.
+        await driver.execute("SELECT set_config('lock_timeout', '0', true)")
     return row is not None
 
 

@@ -177,7 +177,12 @@ async def _reserve_each(
 # The catalog read and the reservation in one statement (placing an order): ``wanted``
 # locks the default-location stock rows of the SKUs given, in the order given (SKU order),
 # ``reserved`` reserves each that has enough, and the products come back with what their
-# rows hold now (NULL where nothing was reserved).
+# rows hold now (NULL where nothing was reserved). The guard and the new count are judged
+# on the row itself: a row another transaction changed while this one waited for its lock
+# is re-read before the guard passes (READ COMMITTED's re-check), so nothing is reserved
+# twice. A row that fails the guard as it stood when the statement began is not re-read:
+# an order that waited on a concurrent restock can be refused as short although the
+# restock, once committed, covers it (a retry then succeeds).
 _PG_RESERVE_FROM_CATALOG = """
 WITH wanted AS MATERIALIZED (
     SELECT s.product_id, s.location_id, r.quantity
