@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -111,8 +112,17 @@ async def test_postgresql_sessions_plan_statements_once(database: Database, back
 # --- failures around the driver's BEGIN and COMMIT (PostgreSQL) ------------------------
 
 
-def _pool_of_one(database_url: str) -> Database:
-    return Database(Settings(database_url=database_url, database_pool_size=1))
+@pytest.fixture
+async def pool_of_one(database_url: str, backend: str) -> AsyncIterator[Database]:
+    """The test database behind a pool of one connection, so that the next transaction
+    gets the connection the last one left (PostgreSQL only)."""
+    if backend != "postgresql":
+        pytest.skip("the driver path is PostgreSQL's")
+    database = Database(Settings(database_url=database_url, database_pool_size=1))
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def _authenticate(database: Database) -> None:
@@ -122,39 +132,32 @@ async def _authenticate(database: Database) -> None:
 
 
 async def test_a_dropped_connection_fails_one_transaction_at_most(
-    database_url: str, backend: str
+    pool_of_one: Database, database_url: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("SQLite has no server to drop connections")
-    database = _pool_of_one(database_url)
+    database = pool_of_one
+    await _authenticate(database)
+    async with database.transaction() as session:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        await _authenticate(database)
-        async with database.transaction() as session:
-            pid = await session.scalar(text("SELECT pg_backend_pid()"))
-        admin = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
-        await asyncio.sleep(0.2)
-        failures = 0
-        for _ in range(4):
-            try:
-                await _authenticate(database)
-            except DBAPIError:
-                # Answered as a retryable 503 by the problem handlers.
-                failures += 1
-        assert failures <= 1
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
     finally:
-        await database.dispose()
+        await admin.close()
+    await asyncio.sleep(0.2)
+    failures = 0
+    for _ in range(4):
+        try:
+            await _authenticate(database)
+        except DBAPIError:
+            # Answered as a retryable 503 by the problem handlers.
+            failures += 1
+    assert failures <= 1
 
 
 async def test_a_transaction_cancelled_at_any_point_leaves_the_next_one_whole(
-    database_url: str, backend: str
+    pool_of_one: Database, database_url: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("the driver's BEGIN is PostgreSQL's")
-    database = _pool_of_one(database_url)
+    database = pool_of_one
     observer = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         for turns in range(12):
@@ -179,7 +182,6 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_next_one_whole(
             assert committed == 1, f"cancelled after {turns} turns: the next write was lost"
     finally:
         await observer.close()
-        await database.dispose()
 
 
 async def test_a_lost_idempotency_claim_leaves_lock_waits_unbounded(
