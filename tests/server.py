@@ -234,3 +234,14 @@ def problem_slug(response: httpx.Response) -> str:
     assert "Traceback" not in response.text
     slug: str = response.json()["type"].removeprefix("/problems/")
     return slug
+
+
+async def create_customers(client: httpx.AsyncClient, db: OwnDatabase, count: int) -> list[str]:
+    """``count`` customers made through the API (by the service key), their ids."""
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/customers", headers=db.service, json={"name": f"Customer {n}"})
+            for n in range(count)
+        )
+    )
+    return [expect(response, 201)["id"] for response in responses]

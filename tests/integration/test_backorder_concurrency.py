@@ -36,6 +36,7 @@ from tests.server import (
     OwnDatabase,
     asyncpg_dsn,
     concurrent_client,
+    create_customers,
     expect,
     problem_slug,
     reconcile,
@@ -117,16 +118,6 @@ async def backorder_product(
             ),
             201,
         )
-
-
-async def create_customers(client: httpx.AsyncClient, db: OwnDatabase, count: int) -> list[str]:
-    responses = await asyncio.gather(
-        *(
-            client.post("/v1/customers", headers=db.service, json={"name": f"Customer {n}"})
-            for n in range(count)
-        )
-    )
-    return [expect(response, 201)["id"] for response in responses]
 
 
 def order_request(

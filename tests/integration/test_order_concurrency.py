@@ -25,6 +25,7 @@ from tests.server import (
     OwnDatabase,
     asyncpg_dsn,
     concurrent_client,
+    create_customers,
     expect,
     problem_slug,
     reconcile,
@@ -57,16 +58,6 @@ async def create_product(client: httpx.AsyncClient, db: OwnDatabase, sku: str, u
         ),
         201,
     )
-
-
-async def create_customers(client: httpx.AsyncClient, db: OwnDatabase, count: int) -> list[str]:
-    responses = await asyncio.gather(
-        *(
-            client.post("/v1/customers", headers=db.service, json={"name": f"Customer {n}"})
-            for n in range(count)
-        )
-    )
-    return [expect(response, 201)["id"] for response in responses]
 
 
 async def stock(client: httpx.AsyncClient, db: OwnDatabase, sku: str) -> dict[str, Any]:
