@@ -38,6 +38,45 @@ def test_v1_operations_declare_bearer_auth(openapi: dict[str, object]) -> None:
                 assert operation.get("security"), f"{method.upper()} {path} has no security"
 
 
+def test_every_write_documents_the_idempotency_key_alike(openapi: dict[str, object]) -> None:
+    # Placing an order reads the header itself rather than through a dependency, so its
+    # documentation is written by hand: it must say what every other write says.
+    paths = openapi["paths"]
+    assert isinstance(paths, dict)
+    documented = {
+        f"POST {path}": next(
+            (p for p in operations["post"].get("parameters", []) if p["in"] == "header"), None
+        )
+        for path, operations in paths.items()
+        if "post" in operations and not path.endswith("/preview")
+    }
+    missing = [operation for operation, header in documented.items() if header is None]
+    assert missing == []
+    reference = documented.pop("POST /v1/customers")
+    assert reference is not None and reference["name"] == "idempotency-key"
+    for operation, header in documented.items():
+        assert header is not None
+        assert header["name"] == reference["name"], operation
+        assert header["description"] == reference["description"], operation
+        assert not header["required"], operation
+
+
+def test_no_dependency_leaks_into_the_parameters(openapi: dict[str, object]) -> None:
+    # An annotation that cannot be resolved (a dependency alias not imported) silently turns
+    # a dependency into a required query parameter.
+    paths = openapi["paths"]
+    assert isinstance(paths, dict)
+    leaked = [
+        f"{method.upper()} {path}: {parameter['name']}"
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+        and parameter["name"] in {"session", "principal", "idempotency", "settings", "request"}
+    ]
+    assert leaked == []
+
+
 def test_request_bodies_have_examples(openapi: dict[str, object]) -> None:
     components = openapi["components"]
     assert isinstance(components, dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -65,10 +66,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sf_...`")
 
 
-async def get_principal(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _authenticated(
+    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None:
         raise AuthenticationRequired("Send an API key as `Authorization: Bearer <key>`.")
@@ -78,19 +77,52 @@ async def get_principal(
     return principal
 
 
+def _permitted(principal: Principal, allowed: frozenset[Role]) -> Principal:
+    if principal.role not in allowed:
+        raise PermissionDenied(f"The {principal.role.value} role may not perform this operation.")
+    return principal
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return await _authenticated(request, session, credentials)
+
+
 def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     allowed = frozenset(roles)
 
     async def dependency(
         principal: Annotated[Principal, Depends(get_principal)],
     ) -> Principal:
-        if principal.role not in allowed:
-            raise PermissionDenied(
-                f"The {principal.role.value} role may not perform this operation."
-            )
-        return principal
+        return _permitted(principal, allowed)
 
     return dependency
+
+
+@asynccontextmanager
+async def caller_transaction(
+    request: Request, allowed: frozenset[Role]
+) -> AsyncIterator[tuple[AsyncSession, Principal]]:
+    """The request's transaction and its authenticated, permitted caller, for an endpoint
+    that declares no dependencies (placing an order; decision 21).
+
+    The same steps as ``SessionDep`` with ``require(*allowed)``, in the same order and with
+    the same answers, opened by the endpoint itself: FastAPI spends more on solving each
+    dependency than the order path spends on its own Python. Committed when the block
+    ends, before the endpoint returns its response.
+    """
+    database = get_database(request)
+    async with database.transaction(write=_writes(request)) as session:
+        principal = await _authenticated(request, session, await _bearer(request))
+        yield session, _permitted(principal, allowed)
+
+
+BEARER_SECURITY: list[dict[str, list[str]]] = [{_bearer.scheme_name: []}]
+"""The operation's ``security`` in OpenAPI, for an endpoint that authenticates without
+declaring the bearer dependency."""
 
 
 AnyPrincipal = Annotated[Principal, Depends(require(*ALL_ROLES))]

@@ -100,23 +100,32 @@ def _json(content: str, status_code: int, headers: dict[str, str]) -> JSONRespon
     return _RenderedJSONResponse(content, status_code=status_code, headers=headers)
 
 
-async def get_idempotency(
-    request: Request,
-    session: SessionDep,
-    principal: Annotated[Principal, Depends(get_principal)],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            description=(
-                "Makes the request safe to retry: with the same key (per API key) the effect "
-                "happens at most once and a retry gets the first response again, marked "
-                "`Idempotent-Replayed: true`. Kept for `STOCKFLOW_IDEMPOTENCY_TTL_HOURS`."
-            ),
-            examples=["3f1c2a9e-order-7781"],
-        ),
-    ] = None,
+_KEY_DESCRIPTION = (
+    "Makes the request safe to retry: with the same key (per API key) the effect happens at "
+    "most once and a retry gets the first response again, marked `Idempotent-Replayed: "
+    "true`. Kept for `STOCKFLOW_IDEMPOTENCY_TTL_HOURS`."
+)
+_KEY_EXAMPLE = "3f1c2a9e-order-7781"
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "description": _KEY_DESCRIPTION,
+    "schema": {
+        "type": "string",
+        "maxLength": 255,
+        "title": "Idempotency-Key",
+        "examples": [_KEY_EXAMPLE],
+    },
+}
+"""The header as OpenAPI documents it, for an endpoint that reads it without declaring it."""
+
+
+def idempotency_for(
+    request: Request, session: AsyncSession, principal: Principal, key: str | None
 ) -> Idempotency:
-    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
+    """``key`` checked, and the store configured from the application's settings."""
+    if key is not None and not _KEY.fullmatch(key):
         raise InvalidRequest(
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             errors=[{"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}],
@@ -126,10 +135,21 @@ async def get_idempotency(
         request=request,
         session=session,
         principal=principal,
-        key=idempotency_key,
+        key=key,
         ttl=timedelta(hours=settings.idempotency_ttl_hours),
         wait_seconds=settings.idempotency_wait_seconds,
     )
+
+
+async def get_idempotency(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(get_principal)],
+    idempotency_key: Annotated[
+        str | None, Header(description=_KEY_DESCRIPTION, examples=[_KEY_EXAMPLE])
+    ] = None,
+) -> Idempotency:
+    return idempotency_for(request, session, principal, idempotency_key)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import (
+    BEARER_SECURITY,
     AnyPrincipal,
     ListParamsDep,
     SessionDep,
     SettingsDep,
     StaffPrincipal,
+    caller_transaction,
     read_only_transaction,
 )
-from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, IdempotencyDep, idempotency_for
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
+from stockflow.auth.roles import ALL_ROLES
 from stockflow.config import Settings
 from stockflow.orders import fulfilment, placement, preview, service
 from stockflow.orders.schemas import (
@@ -64,19 +67,20 @@ def _limits(settings: Settings) -> service.OrderLimits:
             )
         },
     },
+    # The transaction, the caller and the Idempotency-Key are taken by the endpoint itself,
+    # not declared as dependencies (see `caller_transaction`); OpenAPI is told here.
+    openapi_extra={"security": BEARER_SECURITY, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def place_order(
-    data: OrderCreate,
-    session: SessionDep,
-    settings: SettingsDep,
-    principal: AnyPrincipal,
-    idempotency: IdempotencyDep,
-) -> JSONResponse:
-    limits = _limits(settings)
-    return await idempotency.respond(
-        lambda: placement.place_order(session, actor=principal, data=data, limits=limits),
-        headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
-    )
+async def place_order(request: Request, data: OrderCreate) -> JSONResponse:
+    limits = _limits(request.app.state.settings)
+    async with caller_transaction(request, ALL_ROLES) as (session, principal):
+        idempotency = idempotency_for(
+            request, session, principal, request.headers.get("idempotency-key")
+        )
+        return await idempotency.respond(
+            lambda: placement.place_order(session, actor=principal, data=data, limits=limits),
+            headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
+        )
 
 
 @router.post(
