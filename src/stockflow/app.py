@@ -14,7 +14,7 @@ from stockflow import __version__
 from stockflow.api.health import router as health_router
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
-from stockflow.api.router import V1_PREFIX, V1_ROUTERS
+from stockflow.api.router import OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
 from stockflow.auth.usage import KeyUsageRecorder
 from stockflow.config import Settings
 from stockflow.db.engine import Database
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         title="Stockflow",
         version=__version__,
         description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health_router)
     for router in V1_ROUTERS:
         app.include_router(router, prefix=V1_PREFIX)
+    app.include_router(health_router)
     return app
