@@ -9,15 +9,16 @@ order.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Base32 in C, then RFC 4648's alphabet swapped for Crockford's: the hot path makes
-# several ids per order.
-_FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
+# Two symbols per table lookup, 13 lookups for the 26 symbols (130 bits, the 128-bit value
+# behind two zero bits): the order path makes seven ids per order, and this is about twice
+# as fast as the standard library's base32 (a Python loop) with the alphabet swapped.
+_PAIRS = tuple(_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024))
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last = (0, 0)
@@ -41,7 +42,5 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
         value = _next_value()
     else:
         value = (now_ms << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
-    # 26 symbols are 130 bits: the 128-bit value behind two zero bits, padded on the right
-    # to whole bytes.
-    symbols = base64.b32encode((value << 6).to_bytes(17, "big")).decode("ascii")[:26]
-    return f"{prefix}_{symbols.translate(_FROM_RFC4648)}"
+    symbols = "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
+    return f"{prefix}_{symbols}"
