@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ T = TypeVar("T")
 def _unstorable(value: Any) -> tuple[list[str], list[str]]:
     """Where in a JSON value text holds NUL (object keys included) and where a number is
     not finite, as dotted paths: one walk for both, since every request body is walked."""
+    if _surely_storable(value):
+        return [], []
     nul: list[str] = []
     non_finite: list[str] = []
     stack: list[tuple[Any, str]] = [(value, "")]
@@ -39,6 +42,17 @@ def _unstorable(value: Any) -> tuple[list[str], list[str]]:
             # Python's JSON parser accepts NaN and Infinity; JSON and PostgreSQL do not.
             non_finite.append(path)
     return nul, non_finite
+
+
+def _surely_storable(value: Any) -> bool:
+    """The common case, answered by the JSON encoder (C) instead of a walk in Python: its
+    ASCII output spells a NUL as ``\\u0000`` and a non-finite number as ``NaN`` or
+    ``Infinity``. Text that merely contains those words is walked."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return False  # not plain JSON (a model validated from Python objects): walk it
+    return "\\u0000" not in text and "NaN" not in text and "Infinity" not in text
 
 
 class WriteModel(BaseModel):
