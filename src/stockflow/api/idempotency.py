@@ -53,7 +53,8 @@ class Idempotency:
     ) -> JSONResponse:
         async def produce() -> tuple[Any, Mapping[str, str]]:
             result = await work()
-            return _jsonable(result), (headers(result) if headers else {})
+            body = result if isinstance(result, BaseModel) else jsonable_encoder(result)
+            return body, (headers(result) if headers else {})
 
         if self.key is None:
             body, extra = await produce()
@@ -77,14 +78,6 @@ class Idempotency:
         if stored.replayed:
             response_headers[REPLAYED_HEADER] = "true"
         return _json(stored.content, stored.status_code, response_headers)
-
-
-def _jsonable(result: Any) -> Any:
-    # A model dumps itself to JSON values in one pass; the generic encoder would walk the
-    # dump again, and an order's answer is on the hot path.
-    if isinstance(result, BaseModel):
-        return result.model_dump(mode="json", by_alias=True)
-    return jsonable_encoder(result)
 
 
 class _RenderedJSONResponse(JSONResponse):
