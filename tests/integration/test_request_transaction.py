@@ -109,6 +109,27 @@ async def test_postgresql_sessions_plan_statements_once(database: Database, back
     assert through_driver[0] == "force_generic_plan"
 
 
+async def test_the_most_recently_returned_connection_is_handed_out_first(
+    database: Database, backend: str
+) -> None:
+    # Last in, first out: under a load lighter than the pool, the same few server processes
+    # (with their caches and prepared plans) do the work, and the rest stay idle.
+    if backend != "postgresql":
+        pytest.skip("SQLite connections are not pooled this way")
+
+    async def backend_pid(session: AsyncSession) -> int:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        assert isinstance(pid, int)
+        return pid
+
+    async with database.transaction() as first, database.transaction() as second:
+        earlier, later = await backend_pid(first), await backend_pid(second)
+        # Leaving the block returns `second` first, then `first`.
+    assert earlier != later
+    async with database.transaction() as again:
+        assert await backend_pid(again) == earlier
+
+
 # --- failures around the driver's BEGIN and COMMIT (PostgreSQL) ------------------------
 
 
