@@ -64,7 +64,14 @@ def run(
     concurrency: Annotated[
         int, typer.Option(min=1, help="Concurrent clients (and replay connections).")
     ] = 8,
-    workers: Annotated[int, typer.Option(min=1, help="`stockflow serve --workers`.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="`stockflow serve --workers` (default: one per core, as deployed).",
+            show_default=False,
+        ),
+    ] = os.cpu_count() or 1,
     rate_share: Annotated[
         float,
         typer.Option(

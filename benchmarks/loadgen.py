@@ -62,36 +62,52 @@ async def closed_loop(
     connect: Callable[[], Connection],
     *,
     concurrency: int,
+    connections: int,
     warmup_s: float,
     duration_s: float,
     server: Server | None,
 ) -> Window:
-    """``concurrency`` workers, each with one connection, sending back to back."""
+    """``concurrency`` requests in flight, back to back, over ``connections`` keep-alive
+    connections taken in turn (as a client's connection pool would).
+
+    Each of the server's worker processes serves the connections it happened to accept,
+    so with one connection per request in flight a chance split of eight connections (six
+    to one worker, two to the other) would leave one worker saturated and the other idle.
+    Over many connections taken in turn, the workers' shares even out.
+    """
     start = time.perf_counter()
     measure_start = start + warmup_s
     measure_end = measure_start + duration_s
     sample = Sample()
     cpu: dict[str, float] = {}
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    opened = [connect() for _ in range(max(connections, concurrency))]
+    for conn in opened:
+        idle.put_nowait(conn)
 
     async def worker() -> None:
-        conn = connect()
-        try:
-            while time.perf_counter() < measure_end:
-                call = workload.next()
-                sent = time.perf_counter()
+        while time.perf_counter() < measure_end:
+            conn = await idle.get()
+            call = workload.next()
+            sent = time.perf_counter()
+            try:
                 status, response = await _send(conn, call)
-                finished = time.perf_counter()
-                if response is not None:
-                    workload.done(call, response)
-                if sent >= measure_start and finished <= measure_end:
-                    sample.record(call.operation, status, finished - sent)
-                if response is None:
-                    await asyncio.sleep(ERROR_PAUSE_S)
-        finally:
-            await conn.close()
+            finally:
+                idle.put_nowait(conn)
+            finished = time.perf_counter()
+            if response is not None:
+                workload.done(call, response)
+            if sent >= measure_start and finished <= measure_end:
+                sample.record(call.operation, status, finished - sent)
+            if response is None:
+                await asyncio.sleep(ERROR_PAUSE_S)
 
     meter = asyncio.create_task(_meter(server, measure_start, measure_end, cpu))
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        for conn in opened:
+            await conn.close()
     await meter
     return Window(sample, duration_s, cpu, server is not None)
 

@@ -29,6 +29,9 @@ console = Console()
 REGULAR_STOCK = 1_000_000
 BACKORDER_STOCK = 10
 HISTORY_S = 1.0
+CONNECTIONS_PER_CLIENT = 8
+"""Keep-alive connections per request in flight: enough that the server's workers, each
+serving the connections it accepted, get even shares (see `loadgen.closed_loop`)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Options:
     client: str
     keep_database: bool
     seed: int
+
+    @property
+    def connections(self) -> int:
+        return max(32, self.concurrency * CONNECTIONS_PER_CLIENT)
 
     @property
     def plan(self) -> SeedPlan:
@@ -131,6 +138,7 @@ async def _scenarios_on(
         Orders(ctx),
         conn,
         concurrency=options.concurrency,
+        connections=options.connections,
         warmup_s=max(HISTORY_S, options.warmup_s),
         duration_s=0.0,
         server=None,
@@ -141,6 +149,7 @@ async def _scenarios_on(
             WORKLOADS[name](ctx),
             conn,
             concurrency=options.concurrency,
+            connections=options.connections,
             warmup_s=options.warmup_s,
             duration_s=options.duration_s,
             server=server,
@@ -155,7 +164,7 @@ async def _scenarios_on(
                     Orders(ctx),
                     conn,
                     rate_per_s=rate,
-                    connections=max(32, options.concurrency * 4),
+                    connections=options.connections,
                     warmup_s=options.warmup_s,
                     duration_s=options.duration_s,
                     server=server,
@@ -270,6 +279,7 @@ async def _sqlite_part(options: Options, results: dict[str, Any], logs: Path) ->
                 Orders(ctx),
                 _connector(options.client, server),
                 concurrency=options.concurrency,
+                connections=options.connections,
                 warmup_s=options.warmup_s,
                 duration_s=options.duration_s,
                 server=server,

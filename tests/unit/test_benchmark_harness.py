@@ -3,6 +3,7 @@ ceiling replay turns one captured order into fresh orders that never collide."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -14,7 +15,8 @@ import pytest
 
 from benchmarks import catalog
 from benchmarks.capture import Step, counts
-from benchmarks.httpclient import encode_request, parse_head
+from benchmarks.httpclient import Response, encode_request, parse_head
+from benchmarks.loadgen import closed_loop
 from benchmarks.pacing import due_at, due_count, schedule
 from benchmarks.replay import (
     ID_PATTERN,
@@ -28,7 +30,7 @@ from benchmarks.replay import (
     pick_products,
 )
 from benchmarks.stats import Sample, is_success, latency_summary, percentile, summarise
-from benchmarks.workloads import order_body, ship_body
+from benchmarks.workloads import Call, order_body, ship_body
 
 # --- percentiles -------------------------------------------------------------------------
 
@@ -286,3 +288,62 @@ def test_request_bodies_are_the_api_s_json() -> None:
         "lines": [{"sku": "BENCH-000001", "quantity": 2}, {"sku": "BENCH-000777", "quantity": 1}],
     }
     assert json.loads(ship_body(lines))["lines"][1] == {"sku": "BENCH-000777", "quantity": 1}
+
+
+class _CountingConnection:
+    """A connection that answers after a short pause, counting what it carried."""
+
+    in_flight = 0
+    most_in_flight = 0
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.closed = False
+
+    async def send(self, method: str, path: str, headers: bytes, body: bytes | None) -> Response:
+        cls = type(self)
+        cls.in_flight += 1
+        cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+        finally:
+            cls.in_flight -= 1
+        self.sent += 1
+        return Response(status=201, location=None, body=b"{}")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _Steady:
+    def next(self) -> Call:
+        return Call("order", "POST", "/v1/orders", b"", b"{}")
+
+    def done(self, call: Call, response: Response) -> None:
+        pass
+
+
+async def test_the_closed_loop_keeps_its_concurrency_and_takes_every_connection_in_turn() -> None:
+    opened: list[_CountingConnection] = []
+
+    def connect() -> _CountingConnection:
+        opened.append(_CountingConnection())
+        return opened[-1]
+
+    window = await closed_loop(
+        _Steady(),  # type: ignore[arg-type]
+        connect,
+        concurrency=3,
+        connections=12,
+        warmup_s=0.0,
+        duration_s=0.3,
+        server=None,
+    )
+    assert len(opened) == 12
+    assert _CountingConnection.most_in_flight == 3
+    sent = [conn.sent for conn in opened]
+    # Taken in turn: no connection carries much more than any other.
+    assert min(sent) > 0
+    assert max(sent) - min(sent) <= 1
+    assert all(conn.closed for conn in opened)
+    assert 0 < window.sample.successes <= sum(sent)
