@@ -5,7 +5,6 @@ import re
 
 import pytest
 
-import stockflow.ids
 from stockflow.db.pagination import decode_cursor, encode_cursor
 from stockflow.errors import InvalidCursor
 from stockflow.ids import new_id
@@ -56,7 +55,7 @@ def test_the_body_is_a_ulid_in_crockford_base32() -> None:
 def test_the_body_is_the_standard_base32_of_the_value_in_crockfords_alphabet(
     monkeypatch: pytest.MonkeyPatch, random_part: int
 ) -> None:
-    monkeypatch.setattr(stockflow.ids.secrets, "randbits", lambda bits: random_part)
+    monkeypatch.setattr("stockflow.ids.secrets.randbits", lambda bits: random_part)
     millis = 1_700_000_000_123
     value = (millis << 80) | random_part
     # RFC 4648 base32 of the value behind two zero bits, its alphabet swapped for Crockford's.
