@@ -200,3 +200,64 @@ async def test_overlong_ids_in_urls_are_a_422_even_with_an_idempotency_key(
     )
     problem = assert_problem(response, 422, "validation-error")
     assert problem["errors"][0]["location"].startswith("path.")
+
+
+# Placing an order reads its body itself, after the caller (decision 21); previewing one
+# has FastAPI read the same model. Whatever is wrong with a body, both answer alike.
+_BAD_BODIES: list[tuple[str | None, bytes]] = [
+    ("application/json", b""),
+    ("application/json", b'{"lines": '),
+    ("application/json", b"\xff\xfe\xfa"),
+    ("application/json", b"[]"),
+    ("application/json", b'{"lines": []}'),
+    ("application/json", b'{"lines": [{"sku": "MUG", "quantity": 0}], "colour": "red"}'),
+    ("application/json", b'{"lines": [{"sku": "MUG", "quantity": 1}], "id": "ord_x"}'),
+    ("application/json", b'{"lines": [{"sku": "M\\u0000G", "quantity": 1}]}'),
+    ("application/json", b'{"lines": [{"sku": "MUG", "quantity": 1}], "metadata": {"r": NaN}}'),
+    ("application/merge-patch+json", b'{"lines": []}'),
+    ("application/json; charset=utf-8", b'{"lines": "all"}'),
+    ("text/plain", b'{"lines": [{"sku": "MUG", "quantity": 1}]}'),
+    (None, b'{"lines": [{"sku": "MUG", "quantity": 1}]}'),
+]
+
+
+@pytest.mark.parametrize(("content_type", "content"), _BAD_BODIES)
+async def test_a_bad_order_body_is_refused_as_fastapi_refuses_it(
+    client: httpx.AsyncClient, keys: Keys, content_type: str | None, content: bytes
+) -> None:
+    headers = dict(keys.staff)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    placed = await client.post("/v1/orders", headers=headers, content=content)
+    previewed = await client.post("/v1/orders/preview", headers=headers, content=content)
+    assert placed.status_code in (400, 422)
+    assert placed.status_code == previewed.status_code
+    first, second = placed.json(), previewed.json()
+    first.pop("request_id")
+    second.pop("request_id")
+    assert first == second
+
+
+@pytest.mark.parametrize("content", [b'{"lines": []}', b'{"lines": ', b""])
+async def test_the_caller_is_checked_before_the_order_body(
+    client: httpx.AsyncClient, keys: Keys, content: bytes
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer sf_not_a_key"}, {"Authorization": "Basic x"}):
+        response = await client.post(
+            "/v1/orders", headers={**headers, "Content-Type": "application/json"}, content=content
+        )
+        assert_problem(response, 401, "unauthenticated")
+
+
+async def test_a_bad_idempotency_key_is_reported_before_the_order_body(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    response = await client.post(
+        "/v1/orders",
+        headers={**keys.staff, "Idempotency-Key": "has spaces", "Content-Type": "application/json"},
+        content=b'{"lines": []}',
+    )
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"] == [
+        {"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}
+    ]

@@ -110,9 +110,10 @@ async def caller_transaction(
     that declares no dependencies (placing an order; decision 21).
 
     The same steps as ``SessionDep`` with ``require(*allowed)``, in the same order and with
-    the same answers, opened by the endpoint itself: FastAPI spends more on solving each
-    dependency than the order path spends on its own Python. Committed when the block
-    ends, before the endpoint returns its response.
+    the same answers, taken by the endpoint itself: FastAPI spends more on solving each
+    dependency than the order path spends on its own Python. The endpoint then reads its
+    headers and body (`stockflow.api.bodies`), as FastAPI would after the dependencies.
+    Committed when the block ends, before the endpoint returns its response.
     """
     database = get_database(request)
     async with database.transaction(write=_writes(request)) as session:

@@ -104,12 +104,7 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "in": "header",
     "required": False,
     "description": _KEY_DESCRIPTION,
-    "schema": {
-        "type": "string",
-        "maxLength": 255,
-        "title": "Idempotency-Key",
-        "examples": [_KEY_EXAMPLE],
-    },
+    "schema": {"type": "string", "title": "Idempotency-Key", "examples": [_KEY_EXAMPLE]},
 }
 """The header as OpenAPI documents it, for an endpoint that reads it without declaring it."""
 
