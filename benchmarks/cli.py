@@ -71,7 +71,7 @@ def run(
             help="`stockflow serve --workers` (default: one per core, as deployed).",
             show_default=False,
         ),
-    ] = os.cpu_count() or 1,
+    ] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
     rate_share: Annotated[
         float,
         typer.Option(

@@ -1,11 +1,11 @@
 """A small keep-alive HTTP/1.1 client for the load generator.
 
 The generator shares the machine's cores with the server and PostgreSQL, so every
-CPU-millisecond it spends is one the server does not get. Each worker owns one persistent
-connection over asyncio streams; a request is prebuilt bytes, and a response is read as a
-status line, the few headers that matter and a ``Content-Length`` body (chunked bodies are
-read too). ``HttpxConnection`` is the same interface over httpx, kept to measure what the
-lean client saves (``--client httpx``).
+CPU-millisecond it spends is one the server does not get. A connection is a persistent one
+over asyncio streams, carrying one request at a time; a request is prebuilt bytes, and a
+response is read as a status line, the few headers that matter and a ``Content-Length``
+body (chunked bodies are read too). ``HttpxConnection`` is the same interface over httpx,
+kept to measure what the lean client saves (``--client httpx``).
 """
 
 from __future__ import annotations
@@ -95,6 +95,20 @@ class RawConnection:
             raise
 
     async def _exchange(self, request: bytes) -> Response:
+        reused = self._writer is not None
+        try:
+            return await self._exchange_once(request)
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            # The server closed the connection while it was idle (its keep-alive timeout),
+            # before reading this request: send it again on a new one. The request is the
+            # same bytes, Idempotency-Key included, so even a request that did arrive is
+            # only replayed.
+            await self.close()
+            return await self._exchange_once(request)
+
+    async def _exchange_once(self, request: bytes) -> Response:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._reader, self._writer

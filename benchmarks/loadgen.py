@@ -104,11 +104,15 @@ async def closed_loop(
 
     meter = asyncio.create_task(_meter(server, measure_start, measure_end, cpu))
     try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        # A worker that fails cancels the others before the connections close under them.
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(concurrency):
+                workers.create_task(worker())
+        await meter
     finally:
+        meter.cancel()
         for conn in opened:
             await conn.close()
-    await meter
     return Window(sample, duration_s, cpu, server is not None)
 
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     environment: Environment = Environment.DEVELOPMENT
     database_url: str = DEFAULT_SQLITE_URL
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_recycle_seconds: int = Field(default=1800, ge=1)
     database_echo: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

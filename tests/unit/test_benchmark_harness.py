@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import catalog
 from benchmarks.capture import Step, counts
-from benchmarks.httpclient import Response, encode_request, parse_head
+from benchmarks.httpclient import RawConnection, Response, encode_request, parse_head
 from benchmarks.loadgen import closed_loop
 from benchmarks.pacing import due_at, due_count, schedule
 from benchmarks.replay import (
@@ -347,3 +347,30 @@ async def test_the_closed_loop_keeps_its_concurrency_and_takes_every_connection_
     assert max(sent) - min(sent) <= 1
     assert all(conn.closed for conn in opened)
     assert 0 < window.sample.successes <= sum(sent)
+
+
+async def test_a_request_on_a_connection_the_server_closed_while_idle_is_sent_again() -> None:
+    # A loopback server that answers one request per connection and then closes it, as
+    # uvicorn does to a keep-alive connection idle past its timeout.
+    served = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await reader.readuntil(b"\r\n\r\n")
+        served += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port)
+    try:
+        assert (await conn.send("GET", "/", b"", None)).status == 200
+        await asyncio.sleep(0.05)  # the server has closed it by now
+        assert (await conn.send("GET", "/", b"", None)).status == 200
+        assert served == 2
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()

@@ -69,11 +69,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # the whole pool, so one request (retryable, nothing written) pays for a restart.
     # Last in, first out: a load lighter than the pool keeps reusing the same few
     # connections, whose server processes have their caches and plans warm, instead of
-    # cycling through all of them; the others stay idle until recycled.
+    # cycling through all of them. The others may then sit idle for long; one older than
+    # the recycle age is replaced when it is next checked out, so that age must stay below
+    # any idle timeout between here and PostgreSQL (docs/operations.md).
     kwargs.update(
         pool_size=settings.database_pool_size,
         max_overflow=0,
-        pool_recycle=1800,
+        pool_recycle=settings.database_pool_recycle_seconds,
         pool_use_lifo=True,
         connect_args={"server_settings": dict(POSTGRESQL_SESSION_SETTINGS)},
     )
