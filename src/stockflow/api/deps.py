@@ -107,7 +107,7 @@ async def caller_transaction(
     request: Request, allowed: frozenset[Role]
 ) -> AsyncIterator[tuple[AsyncSession, Principal]]:
     """The request's transaction and its authenticated, permitted caller, for an endpoint
-    that declares no dependencies (placing an order; decision 21).
+    that declares no dependencies (placing an order; decision 21 in docs/decisions.md).
 
     The same steps as ``SessionDep`` with ``require(*allowed)``, in the same order and with
     the same answers, taken by the endpoint itself: FastAPI spends more on solving each
