@@ -216,6 +216,8 @@ _BAD_BODIES: list[tuple[str | None, bytes]] = [
     ("application/json", b'{"lines": [{"sku": "MUG", "quantity": 1}], "metadata": {"r": NaN}}'),
     ("application/merge-patch+json", b'{"lines": []}'),
     ("application/json; charset=utf-8", b'{"lines": "all"}'),
+    ("application/json", b"[" * 100_000),
+    ("application/foo/bar+json", b'{"lines": [{"sku": "MUG", "quantity": 1}]}'),
     ("text/plain", b'{"lines": [{"sku": "MUG", "quantity": 1}]}'),
     (None, b'{"lines": [{"sku": "MUG", "quantity": 1}]}'),
 ]

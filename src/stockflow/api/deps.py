@@ -111,8 +111,9 @@ async def caller_transaction(
 
     The same steps as ``SessionDep`` with ``require(*allowed)``, in the same order and with
     the same answers, taken by the endpoint itself: FastAPI spends more on solving each
-    dependency than the order path spends on its own Python. The endpoint then reads its
-    headers and body (`stockflow.api.bodies`), as FastAPI would after the dependencies.
+    dependency than the order path spends on its own Python. The endpoint receives its
+    body's bytes before (`stockflow.api.bodies.read_body`), and checks its headers and
+    parses its body after.
     Committed when the block ends, before the endpoint returns its response.
     """
     database = get_database(request)

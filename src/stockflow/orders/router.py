@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from stockflow.api.bodies import json_body, json_request_body
+from stockflow.api.bodies import json_body, json_request_body, read_body
 from stockflow.api.deps import (
     BEARER_SECURITY,
     AnyPrincipal,
@@ -68,9 +68,8 @@ def _limits(settings: Settings) -> service.OrderLimits:
             )
         },
     },
-    # The transaction, the caller, the Idempotency-Key and the body are taken by the
-    # endpoint itself, in the order the dependencies would take them (decision 21);
-    # OpenAPI is told here.
+    # The body's bytes, the transaction, the caller, the Idempotency-Key and the body's
+    # value are taken by the endpoint itself (decision 21); OpenAPI is told here.
     openapi_extra={
         "security": BEARER_SECURITY,
         "parameters": [IDEMPOTENCY_KEY_PARAMETER],
@@ -79,6 +78,7 @@ def _limits(settings: Settings) -> service.OrderLimits:
 )
 async def place_order(request: Request) -> JSONResponse:
     limits = _limits(request.app.state.settings)
+    await read_body(request)
     async with caller_transaction(request, ALL_ROLES) as (session, principal):
         idempotency = idempotency_for(
             request, session, principal, request.headers.get("idempotency-key")
