@@ -130,6 +130,30 @@ async def test_the_most_recently_returned_connection_is_handed_out_first(
         assert await backend_pid(again) == earlier
 
 
+async def test_a_connection_past_its_recycle_age_is_replaced_when_next_taken(
+    database_url: str, backend: str
+) -> None:
+    # Connections are not pinged before use; the recycle age is what keeps one that sat
+    # idle in the pool from outliving an idle timeout on the way to the server.
+    if backend != "postgresql":
+        pytest.skip("SQLite connections are not pooled this way")
+    database = Database(
+        Settings(database_url=database_url, database_pool_size=1, database_pool_recycle_seconds=1)
+    )
+    try:
+
+        async def backend_pid() -> object:
+            async with database.transaction() as session:
+                return await session.scalar(text("SELECT pg_backend_pid()"))
+
+        first = await backend_pid()
+        assert await backend_pid() == first
+        await asyncio.sleep(1.2)
+        assert await backend_pid() != first
+    finally:
+        await database.dispose()
+
+
 # --- failures around the driver's BEGIN and COMMIT (PostgreSQL) ------------------------
 
 
