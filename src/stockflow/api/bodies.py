@@ -37,9 +37,9 @@ def _unparsable() -> HTTPException:
 
 
 async def read_body(request: Request) -> bytes:
-    """The body's bytes, kept by the request for a second read. Read before a transaction
-    opens, so that a slow upload never holds a database connection or SQLite's write lock;
-    a client that goes away mid-upload gets FastAPI's 400, not an error."""
+    """The body's bytes, received before a transaction opens, so that a slow upload never
+    holds a database connection or SQLite's write lock; a client that goes away mid-upload
+    gets FastAPI's 400, not an error."""
     try:
         return await request.body()
     except HTTPException:
@@ -48,15 +48,14 @@ async def read_body(request: Request) -> bytes:
         raise _unparsable() from exc
 
 
-async def json_body(request: Request, model: type[M]) -> M:
-    """The request's body as ``model``; a 422 problem (400 for a body that cannot be read
-    or decoded) if not."""
-    raw = await read_body(request)
+def json_body(raw: bytes, content_type: str | None, model: type[M]) -> M:
+    """The body received by `read_body` as ``model``; a 422 problem (400 for bytes that
+    cannot be decoded) if not."""
     value: Any = raw
     if not raw:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing])
-    if _is_json(request.headers.get("content-type")):
+    if _is_json(content_type):
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:

@@ -78,12 +78,12 @@ def _limits(settings: Settings) -> service.OrderLimits:
 )
 async def place_order(request: Request) -> JSONResponse:
     limits = _limits(request.app.state.settings)
-    await read_body(request)
+    raw = await read_body(request)
     async with caller_transaction(request, ALL_ROLES) as (session, principal):
         idempotency = idempotency_for(
             request, session, principal, request.headers.get("idempotency-key")
         )
-        data = await json_body(request, OrderCreate)
+        data = json_body(raw, request.headers.get("content-type"), OrderCreate)
         return await idempotency.respond(
             lambda: placement.place_order(session, actor=principal, data=data, limits=limits),
             headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
