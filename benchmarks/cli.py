@@ -43,6 +43,9 @@ PostgresUrl = Annotated[
 ]
 
 
+DEFAULT_ROUNDS = 4
+
+
 @app.command()
 def run(
     scenario: Annotated[
@@ -64,6 +67,15 @@ def run(
     concurrency: Annotated[
         int, typer.Option(min=1, help="Concurrent clients (and replay connections).")
     ] = 8,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="`orders` and the replayed SQL take turns in this many rounds, sharing "
+            "--duration, so that both see the machine in the same state (default 4; smoke 1).",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -134,6 +146,7 @@ def run(
         duration_s=duration if duration is not None else (SMOKE_DURATION_S if smoke else 20.0),
         warmup_s=warmup if warmup is not None else (SMOKE_WARMUP_S if smoke else 5.0),
         concurrency=concurrency,
+        rounds=rounds if rounds is not None else (1 if smoke else DEFAULT_ROUNDS),
         workers=workers,
         rate_share=rate_share,
         smoke=smoke,

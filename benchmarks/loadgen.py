@@ -28,6 +28,22 @@ class Window:
     cpu: dict[str, float]
     with_server: bool = True
 
+    @classmethod
+    def merged(cls, windows: list[Window]) -> Window:
+        """Several windows of one load as one: requests, seconds and CPU added up."""
+        sample = Sample()
+        cpu: dict[str, float] = {}
+        duration = sum(window.duration_s for window in windows)
+        for window in windows:
+            sample.latencies_s.extend(window.sample.latencies_s)
+            sample.statuses.update(window.sample.statuses)
+            sample.by_operation.update(window.sample.by_operation)
+            for key, value in window.cpu.items():
+                # Seconds add up; a share of the machine is averaged over the time.
+                weight = window.duration_s / duration if key.endswith("_share") else 1.0
+                cpu[key] = cpu.get(key, 0.0) + value * weight
+        return cls(sample, duration, cpu, all(window.with_server for window in windows))
+
     def summary(self) -> dict[str, Any]:
         summary = summarise(self.sample, self.duration_s)
         summary["duration_s"] = self.duration_s

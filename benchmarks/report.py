@@ -191,6 +191,20 @@ def render(results: dict[str, Any]) -> str:
                 f"{_ratio(ratios.get('sqlite_vs_orders'))} of orders on PostgreSQL",
             )
         )
+    rounds: list[dict[str, float]] = results.get("rounds") or []
+    if len(rounds) > 1 and all("ratio" in entry for entry in rounds):
+        per_round = ", ".join(
+            f"{entry['orders_per_s']:,.0f}/{entry['ceiling_per_s']:,.0f} = {entry['ratio']:.2f}x"
+            for entry in rounds
+        )
+        lines += [
+            "",
+            f"`orders` and the replayed SQL took turns in {len(rounds)} rounds of "
+            f"{opts['duration_s'] / len(rounds):g} s, each after a warm-up of its own ("
+            + ", ".join(f"{entry['warmup_s']:g}" for entry in rounds)
+            + " s), and each figure above adds its rounds up. Per round, orders/s against the "
+            f"ceiling: {per_round}.",
+        ]
     if order_path:
         lines += [
             "",

@@ -9,7 +9,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,9 @@ console = Console()
 REGULAR_STOCK = 1_000_000
 BACKORDER_STOCK = 10
 HISTORY_S = 1.0
+ROUND_WARMUP_S = 1.0
+"""Warm-up before each round of `orders` or of the replayed SQL after the first, whose
+warm-up is the run's own."""
 CONNECTIONS_PER_CLIENT = 8
 """Keep-alive connections per request in flight: enough that the server's workers, each
 serving the connections it accepted, get even shares (see `loadgen.closed_loop`)."""
@@ -40,6 +43,7 @@ class Options:
     duration_s: float
     warmup_s: float
     concurrency: int
+    rounds: int
     workers: int
     rate_share: float
     smoke: bool
@@ -120,13 +124,62 @@ async def _postgres_facts(url: str) -> tuple[str | None, dict[str, str]]:
         await conn.close()
 
 
+CeilingRound = Callable[[int, float, float], Awaitable[Window]]
+"""One round of the replayed SQL: (round, warm-up seconds, measured seconds) -> window."""
+
+
+async def _orders_in_rounds(
+    options: Options,
+    ctx: Context,
+    conn: Callable[[], Connection],
+    server: Server,
+    ceiling_round: CeilingRound | None,
+) -> tuple[Window, Window | None, list[dict[str, float]]]:
+    """`orders` and the replayed SQL taking turns, ``options.rounds`` times, each round a
+    share of the measured time.
+
+    The machine's own speed drifts: on a shared host the same load has cost up to a fifth
+    more CPU per order from one minute to the next, every process alike. Measured one after
+    the other, Stockflow and its ceiling could each catch a different state, and the ratio
+    would measure the host; taking turns, both see the same mixture of states. Each round's
+    figures are kept, so the spread shows how much the host moved.
+    """
+    share = options.duration_s / options.rounds
+    orders_windows: list[Window] = []
+    ceiling_windows: list[Window] = []
+    rounds: list[dict[str, float]] = []
+    for index in range(options.rounds):
+        warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
+        orders = await closed_loop(
+            Orders(ctx),
+            conn,
+            concurrency=options.concurrency,
+            connections=options.connections,
+            warmup_s=warmup,
+            duration_s=share,
+            server=server,
+        )
+        orders_windows.append(orders)
+        entry = {"warmup_s": warmup, "orders_per_s": orders.sample.successes / share}
+        if ceiling_round is not None:
+            ceiling = await ceiling_round(index, warmup, share)
+            ceiling_windows.append(ceiling)
+            entry["ceiling_per_s"] = ceiling.sample.successes / share
+            if entry["ceiling_per_s"]:
+                entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
+        rounds.append(entry)
+    merged_ceiling = Window.merged(ceiling_windows) if ceiling_windows else None
+    return Window.merged(orders_windows), merged_ceiling, rounds
+
+
 async def _scenarios_on(
     options: Options,
     url: str,
     server: Server,
     fixture: Fixture,
     results: dict[str, Any],
-    after_orders: Callable[[], Any],
+    ceiling_round: CeilingRound | None,
+    after_orders: Callable[[], Awaitable[None]],
 ) -> None:
     ctx = Context(fixture, options.plan, options.seed, secrets.token_hex(4))
     conn = _connector(options.client, server)
@@ -145,18 +198,28 @@ async def _scenarios_on(
     )
     for name in options.scenarios:
         await settle(url)
-        window = await closed_loop(
-            WORKLOADS[name](ctx),
-            conn,
-            concurrency=options.concurrency,
-            connections=options.connections,
-            warmup_s=options.warmup_s,
-            duration_s=options.duration_s,
-            server=server,
-        )
+        ceiling: Window | None = None
+        if name == "orders":
+            window, ceiling, rounds = await _orders_in_rounds(
+                options, ctx, conn, server, ceiling_round
+            )
+            results["rounds"] = rounds
+        else:
+            window = await closed_loop(
+                WORKLOADS[name](ctx),
+                conn,
+                concurrency=options.concurrency,
+                connections=options.connections,
+                warmup_s=options.warmup_s,
+                duration_s=options.duration_s,
+                server=server,
+            )
         scenarios[name] = window.summary()
         _say(name, scenarios[name])
         if name == "orders":
+            if ceiling is not None:
+                results.setdefault("ceiling", {})["asyncpg"] = ceiling.summary()
+                _say("ceiling: replayed SQL", results["ceiling"]["asyncpg"])
             if options.fixed_rate and scenarios[name]["throughput_per_s"] > 0:
                 rate = scenarios[name]["throughput_per_s"] * options.rate_share
                 await settle(url)
@@ -177,23 +240,35 @@ async def _scenarios_on(
             await after_orders()
 
 
-async def _ceiling(
-    options: Options, url: str, captured: capture.CapturedOrder, results: dict[str, Any]
+def _ceiling_round(options: Options, url: str, template: replay.Template) -> CeilingRound:
+    async def one_round(index: int, warmup_s: float, duration_s: float) -> Window:
+        return await replay.replay(
+            seed.plain_dsn(url),
+            template,
+            options.plan.regular_range,
+            concurrency=options.concurrency,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            seed=options.seed + index,
+        )
+
+    return one_round
+
+
+async def _replay_alone(
+    options: Options, url: str, round_: CeilingRound, results: dict[str, Any]
 ) -> None:
-    template = replay.build_template(captured.steps, captured.products, captured.idempotency_key)
+    """The replayed SQL when `orders` is not run beside it."""
     await settle(url)
-    window: Window = await replay.replay(
-        seed.plain_dsn(url),
-        template,
-        options.plan.regular_range,
-        concurrency=options.concurrency,
-        warmup_s=options.warmup_s,
-        duration_s=options.duration_s,
-        seed=options.seed,
-    )
+    window = await round_(0, options.warmup_s, options.duration_s)
+    results.setdefault("ceiling", {})["asyncpg"] = window.summary()
+    _say("ceiling: replayed SQL", results["ceiling"]["asyncpg"])
+
+
+async def _pgbench(
+    options: Options, url: str, template: replay.Template, results: dict[str, Any]
+) -> None:
     ceiling: dict[str, Any] = results.setdefault("ceiling", {})
-    ceiling["asyncpg"] = window.summary()
-    _say("ceiling: replayed SQL", ceiling["asyncpg"])
     await settle(url)
     figures = await pgbench.run_pgbench(
         url,
@@ -243,19 +318,26 @@ async def _postgres_part(options: Options, results: dict[str, Any], logs: Path) 
                 f"  order path: {path['statements']} statements in {path['round_trips']} round "
                 f"trips per order (pool pre-ping: {path['pre_ping_round_trips']} round trips)"
             )
-        ceiling_done = False
+        template = (
+            replay.build_template(captured.steps, captured.products, captured.idempotency_key)
+            if options.ceiling and captured is not None
+            else None
+        )
+        ceiling_round = None if template is None else _ceiling_round(options, url, template)
+        pgbench_done = False
 
         async def after_orders() -> None:
-            nonlocal ceiling_done
-            if options.ceiling and captured is not None and not ceiling_done:
-                ceiling_done = True
-                await _ceiling(options, url, captured, results)
+            nonlocal pgbench_done
+            if template is not None and not pgbench_done:
+                pgbench_done = True
+                await _pgbench(options, url, template, results)
 
         if options.scenarios:
             async with running(url, logs / "server-postgresql.log", workers=options.workers) as s:
-                await _scenarios_on(options, url, s, fixture, results, after_orders)
-        if options.ceiling and captured is not None and not ceiling_done:
-            await _ceiling(options, url, captured, results)
+                await _scenarios_on(options, url, s, fixture, results, ceiling_round, after_orders)
+        if template is not None and ceiling_round is not None and not pgbench_done:
+            await _replay_alone(options, url, ceiling_round, results)
+            await _pgbench(options, url, template, results)
         results["reconcile"] = await asyncio.to_thread(seed.reconcile, url)
         outcome = results["reconcile"]
         console.print(

@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 
 from stockflow import __version__
+from stockflow.api.direct import DirectRoutes, Endpoint
 from stockflow.api.health import router as health_router
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
-from stockflow.api.router import OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
+from stockflow.api.router import DIRECT_ENDPOINTS, OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
 from stockflow.auth.usage import KeyUsageRecorder
 from stockflow.config import Settings
 from stockflow.db.engine import Database
@@ -33,6 +36,16 @@ Authenticate with `Authorization: Bearer <api key>`. Errors are
 problem `type` links to `/problems/{slug}`, which explains it. Lists take `?limit=` and
 `?cursor=` and answer `{"data": [...], "next_cursor": ...}`.
 """
+
+# FastAPI's own OpenTelemetry bridge stays off: Stockflow does not configure it, and even
+# with no provider set it asks OpenTelemetry on every request whether one is (about 3 % of
+# an order's CPU). Tracing is Stockflow's to set up where it is wanted.
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -79,6 +92,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     app.state.settings = settings
     app.state.database = database
@@ -87,8 +101,26 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         database, interval=timedelta(seconds=settings.key_usage_interval_seconds)
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
     for router in V1_ROUTERS:
         app.include_router(router, prefix=V1_PREFIX)
     app.include_router(health_router)
+    # Added first, so it runs inside the request context (request id, last-resort 500).
+    app.add_middleware(DirectRoutes, routes=_direct_routes(), handlers=app.exception_handlers)
+    app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _direct_routes() -> dict[tuple[str, str], Endpoint]:
+    """The (method, path) of each direct endpoint, read from its declared route, so that
+    what is served and what OpenAPI documents cannot drift apart."""
+    routes: dict[tuple[str, str], Endpoint] = {}
+    for router in V1_ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.endpoint in DIRECT_ENDPOINTS:
+                if route.param_convertors:
+                    raise ValueError(f"{route.path}: a direct route cannot take path parameters")
+                for method in route.methods or ():
+                    routes[(method, V1_PREFIX + route.path)] = route.endpoint
+    if {*routes.values()} != {*DIRECT_ENDPOINTS}:
+        raise ValueError("every direct endpoint must be declared as a /v1 route")
+    return routes

@@ -16,7 +16,7 @@ import pytest
 from benchmarks import catalog
 from benchmarks.capture import Step, counts
 from benchmarks.httpclient import RawConnection, Response, encode_request, parse_head
-from benchmarks.loadgen import closed_loop
+from benchmarks.loadgen import Window, closed_loop
 from benchmarks.pacing import due_at, due_count, schedule
 from benchmarks.replay import (
     ID_PATTERN,
@@ -29,6 +29,7 @@ from benchmarks.replay import (
     pgbench_script,
     pick_products,
 )
+from benchmarks.report import render
 from benchmarks.stats import Sample, is_success, latency_summary, percentile, summarise
 from benchmarks.workloads import Call, order_body, ship_body
 
@@ -374,3 +375,58 @@ async def test_a_request_on_a_connection_the_server_closed_while_idle_is_sent_ag
         await conn.close()
         server.close()
         await server.wait_closed()
+
+
+def test_windows_merged_add_up_requests_and_seconds_and_average_the_machine_share() -> None:
+    first, second = Sample(), Sample()
+    for _ in range(30):
+        first.record("order", "201", 0.010)
+    for _ in range(10):
+        second.record("order", "201", 0.030)
+    second.record("order", "409", 0.001)
+    merged = Window.merged(
+        [
+            Window(first, 3.0, {"server_s": 1.5, "machine_busy_share": 1.0}),
+            Window(second, 1.0, {"server_s": 0.5, "machine_busy_share": 0.6}),
+        ]
+    ).summary()
+    assert merged["duration_s"] == 4.0
+    assert merged["successes"] == 40
+    assert merged["throughput_per_s"] == 10.0
+    assert merged["errors"] == {"409": 1}
+    assert merged["server_cpu_ms_per_request"] == pytest.approx(2000.0 / 41)
+    assert merged["cpu"]["machine_busy_share"] == pytest.approx(0.9)
+    assert merged["latency"]["p50_ms"] == pytest.approx(10.0)
+
+
+def test_the_report_shows_every_rounds_ratio() -> None:
+
+    results = {
+        "started_at": "2026-11-30T05:00:00+00:00",
+        "machine": {
+            "cores": 2,
+            "cpu_model": "test",
+            "postgresql": "15",
+            "python": "3.11",
+            "sqlite": "3.40",
+            "stockflow": "0.1.0",
+        },
+        "options": {
+            "smoke": False,
+            "duration_s": 20.0,
+            "warmup_s": 5.0,
+            "concurrency": 8,
+            "workers": 2,
+            "client": "raw",
+            "catalog_size": 10_000,
+            "backorder_size": 300,
+        },
+        "rounds": [
+            {"warmup_s": 5.0, "orders_per_s": 300.0, "ceiling_per_s": 600.0, "ratio": 0.5},
+            {"warmup_s": 1.0, "orders_per_s": 280.0, "ceiling_per_s": 700.0, "ratio": 0.4},
+        ],
+    }
+    text = render(results)
+    assert "took turns in 2 rounds of 10 s" in text
+    assert "warm-up of its own (5, 1 s)" in text
+    assert "300/600 = 0.50x, 280/700 = 0.40x" in text

@@ -59,15 +59,15 @@ class Idempotency:
         if self.key is None:
             body, extra = await produce()
             return _json(service.render(body), status_code, dict(extra))
+        method = self._request.method
+        path = _path(self._request)
         stored = await service.run_once(
             self._session,
             principal_id=self._principal.id,
             key=self.key,
-            method=self._request.method,
-            path=self._request.url.path,
-            fingerprint=service.request_fingerprint(
-                self._request.method, self._request.url.path, await self._request.body()
-            ),
+            method=method,
+            path=path,
+            fingerprint=service.request_fingerprint(method, path, await self._request.body()),
             ttl=self._ttl,
             wait_seconds=self._wait_seconds,
             status_code=status_code,
@@ -78,6 +78,16 @@ class Idempotency:
         if stored.replayed:
             response_headers[REPLAYED_HEADER] = "true"
         return _json(stored.content, stored.status_code, response_headers)
+
+
+def _path(request: Request) -> str:
+    """The request's path as its URL spells it (what keys were stored with), taken from the
+    scope unless it holds a character the URL escapes: building the URL costs more than the
+    rest of the key's bookkeeping."""
+    path: str = request.scope["path"]
+    if "?" in path or "#" in path or "\\" in path:
+        return request.url.path
+    return path
 
 
 class _RenderedJSONResponse(JSONResponse):

@@ -8,6 +8,7 @@ from stockflow.auth.router import router as api_keys_router
 from stockflow.catalog.router import router as products_router
 from stockflow.customers.router import router as customers_router
 from stockflow.inventory.router import router as inventory_router
+from stockflow.orders.router import place_order
 from stockflow.orders.router import router as orders_router
 from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
@@ -27,6 +28,9 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     product_suppliers_router,
     api_keys_router,
 )
+
+# Served by `stockflow.api.direct.DirectRoutes` ahead of the router (decision 22).
+DIRECT_ENDPOINTS = frozenset({place_order})
 
 OPENAPI_TAGS: list[dict[str, str]] = [
     {"name": "API keys", "description": "Who may call the API, and as which role."},
