@@ -1,8 +1,8 @@
 """A small keep-alive HTTP/1.1 client for the load generator.
 
 The generator shares the machine's cores with the server and PostgreSQL, so every
-CPU-millisecond it spends is one the server does not get. A connection is a persistent one
-over asyncio streams, carrying one request at a time; a request is prebuilt bytes, and a
+CPU-millisecond it spends is one the server does not get. A connection is a persistent one,
+carrying one request at a time; a request is prebuilt bytes, and a
 response is read as a status line, the few headers that matter and a ``Content-Length``
 body (chunked bodies are read too). ``HttpxConnection`` is the same interface over httpx,
 kept to measure what the lean client saves (``--client httpx``).
@@ -11,9 +11,8 @@ kept to measure what the lean client saves (``--client httpx``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 
@@ -74,6 +73,116 @@ def parse_head(head: bytes) -> tuple[int, int | None, bool, bool, str | None]:
     return status, length, chunked, close, location
 
 
+class _Exchange(asyncio.Protocol):
+    """The connection's side of asyncio: bytes in, one response at a time out.
+
+    A protocol rather than asyncio's streams: a response is parsed from the bytes as they
+    arrive, in the callback that receives them, and wakes its request once. Streams cost a
+    wake-up per read (the head, then the body) and a timeout context per request, and this
+    client's CPU is taken from the server it measures.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[Response] | None = None
+        self._must_close = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio's interface without deriving from it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def request(self, data: bytes) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self._waiter
+
+    @property
+    def must_close(self) -> bool:
+        """The last response asked for the connection to be closed."""
+        return self._must_close
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._complete(at_eof=False)
+
+    def eof_received(self) -> bool:
+        self._complete(at_eof=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._complete(at_eof=True)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc or asyncio.IncompleteReadError(bytes(self._buffer), None))
+
+    def _complete(self, *, at_eof: bool) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        parsed = _parse(self._buffer, at_eof=at_eof)
+        if parsed is None:
+            return
+        response, used, close = parsed
+        del self._buffer[:used]
+        self._must_close = close
+        waiter.set_result(response)
+
+
+def _parse(buffer: bytearray, *, at_eof: bool) -> tuple[Response, int, bool] | None:
+    """A whole response at the start of ``buffer``, the bytes it took and whether the
+    connection must close after it; None while it is incomplete. A response that cannot
+    complete raises ``ValueError``."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    status, length, chunked, close, location = parse_head(bytes(buffer[:end]))
+    start = end + 4
+    if chunked:
+        chunks = _chunked(buffer, start)
+        if chunks is None:
+            return None
+        body, used = chunks
+        return Response(status, location, body), used, close
+    if length is not None:
+        if len(buffer) < start + length:
+            return None
+        return (
+            Response(status, location, bytes(buffer[start : start + length])),
+            start + length,
+            close,
+        )
+    if not at_eof:
+        return None  # the body runs to the end of the connection
+    return Response(status, location, bytes(buffer[start:])), len(buffer), True
+
+
+def _chunked(buffer: bytearray, position: int) -> tuple[bytes, int] | None:
+    parts: list[bytes] = []
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[position:line_end]).split(b";", 1)[0], 16)
+        position = line_end + 2
+        if size == 0:
+            # Trailers, if any, end with an empty line.
+            while True:
+                line_end = buffer.find(b"\r\n", position)
+                if line_end < 0:
+                    return None
+                if line_end == position:
+                    return b"".join(parts), line_end + 2
+                position = line_end + 2
+        if len(buffer) < position + size + 2:
+            return None
+        parts.append(bytes(buffer[position : position + size]))
+        position += size + 2
+
+
 class RawConnection:
     """One persistent connection; reconnects after the server closes it or on an error."""
 
@@ -82,20 +191,19 @@ class RawConnection:
         self._port = port
         self._host_header = f"{host}:{port}".encode()
         self._timeout_s = timeout_s
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._exchange_with: _Exchange | None = None
 
     async def send(self, method: str, path: str, headers: bytes, body: bytes | None) -> Response:
         request = encode_request(method, path, self._host_header, headers, body)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                return await self._exchange(request)
+            return await self._exchange(request)
         except BaseException:
             await self.close()
             raise
 
     async def _exchange(self, request: bytes) -> Response:
-        reused = self._writer is not None
+        current = self._exchange_with
+        reused = current is not None and not current.closed
         try:
             return await self._exchange_once(request)
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
@@ -109,43 +217,32 @@ class RawConnection:
             return await self._exchange_once(request)
 
     async def _exchange_once(self, request: bytes) -> Response:
-        if self._writer is None or self._reader is None:
-            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
-        reader, writer = self._reader, self._writer
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status, length, chunked, close, location = parse_head(head[:-4])
-        if chunked:
-            body = await _read_chunked(reader)
-        elif length is not None:
-            body = await reader.readexactly(length) if length else b""
-        else:
-            body = await reader.read()
-            close = True
-        if close:
+        exchange = self._exchange_with
+        if exchange is None or exchange.closed:
+            loop = asyncio.get_running_loop()
+            _, exchange = await loop.create_connection(_Exchange, self._host, self._port)
+            self._exchange_with = exchange
+        waiter = exchange.request(request)
+        timer = asyncio.get_running_loop().call_later(
+            self._timeout_s, _expire, waiter, self._timeout_s
+        )
+        try:
+            response = await waiter
+        finally:
+            timer.cancel()
+        if exchange.must_close:
             await self.close()
-        return Response(status, location, body)
+        return response
 
     async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        exchange, self._exchange_with = self._exchange_with, None
+        if exchange is not None and exchange.transport is not None:
+            exchange.transport.close()
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0], 16)
-        if size == 0:
-            # Trailers, if any, end with an empty line.
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                pass
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+def _expire(waiter: asyncio.Future[Response], after_s: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError(f"no response within {after_s:g} s"))
 
 
 class HttpxConnection:

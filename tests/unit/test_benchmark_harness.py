@@ -400,7 +400,6 @@ def test_windows_merged_add_up_requests_and_seconds_and_average_the_machine_shar
 
 
 def test_the_report_shows_every_rounds_ratio() -> None:
-
     results = {
         "started_at": "2026-11-30T05:00:00+00:00",
         "machine": {
@@ -430,3 +429,81 @@ def test_the_report_shows_every_rounds_ratio() -> None:
     assert "took turns in 2 rounds of 10 s" in text
     assert "warm-up of its own (5, 1 s)" in text
     assert "300/600 = 0.50x, 280/700 = 0.40x" in text
+
+
+@pytest.mark.parametrize(
+    ("wire", "body"),
+    [
+        (
+            b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nLocation: /v1/orders/o1\r\n\r\nhello",
+            b"hello",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nTrailer: x\r\n\r\n",
+            b"hello",
+        ),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", b""),
+    ],
+)
+async def test_the_raw_client_reads_a_response_however_it_is_split(
+    wire: bytes, body: bytes
+) -> None:
+    # Sent one byte at a time, twice on the same connection.
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            for index in range(len(wire)):
+                writer.write(wire[index : index + 1])
+                await writer.drain()
+                await asyncio.sleep(0)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port)
+    try:
+        for _ in range(2):
+            response = await conn.send("POST", "/v1/orders", b"X-Test: 1\r\n", b"{}")
+            assert response.body == body
+            assert response.status == int(wire[9:12])
+        assert (response.location is not None) == (b"Location" in wire)
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_raw_client_reads_a_body_that_runs_to_the_close() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port)
+    try:
+        response = await conn.send("GET", "/", b"", None)
+        assert (response.status, response.body) == (200, b"until the end")
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_raw_client_gives_up_after_its_timeout() -> None:
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(never, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port, timeout_s=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            await conn.send("GET", "/", b"", None)
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
