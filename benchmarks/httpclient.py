@@ -123,7 +123,15 @@ class _Exchange(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        parsed = _parse(self._buffer, at_eof=at_eof)
+        try:
+            parsed = _parse(self._buffer, at_eof=at_eof)
+        except ValueError as exc:
+            # Not HTTP: the request fails now, and the connection is of no further use.
+            self._must_close = True
+            waiter.set_exception(exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
         if parsed is None:
             return
         response, used, close = parsed
@@ -195,17 +203,18 @@ class RawConnection:
 
     async def send(self, method: str, path: str, headers: bytes, body: bytes | None) -> Response:
         request = encode_request(method, path, self._host_header, headers, body)
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
         try:
-            return await self._exchange(request)
+            return await self._exchange(request, deadline)
         except BaseException:
             await self.close()
             raise
 
-    async def _exchange(self, request: bytes) -> Response:
+    async def _exchange(self, request: bytes, deadline: float) -> Response:
         current = self._exchange_with
         reused = current is not None and not current.closed
         try:
-            return await self._exchange_once(request)
+            return await self._exchange_once(request, deadline)
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
             if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
                 raise
@@ -214,18 +223,18 @@ class RawConnection:
             # same bytes, Idempotency-Key included, so even a request that did arrive is
             # only replayed.
             await self.close()
-            return await self._exchange_once(request)
+            return await self._exchange_once(request, deadline)
 
-    async def _exchange_once(self, request: bytes) -> Response:
+    async def _exchange_once(self, request: bytes, deadline: float) -> Response:
+        """One attempt; connecting and waiting for the answer share the request's deadline."""
+        loop = asyncio.get_running_loop()
         exchange = self._exchange_with
         if exchange is None or exchange.closed:
-            loop = asyncio.get_running_loop()
-            _, exchange = await loop.create_connection(_Exchange, self._host, self._port)
+            async with asyncio.timeout_at(deadline):
+                _, exchange = await loop.create_connection(_Exchange, self._host, self._port)
             self._exchange_with = exchange
         waiter = exchange.request(request)
-        timer = asyncio.get_running_loop().call_later(
-            self._timeout_s, _expire, waiter, self._timeout_s
-        )
+        timer = loop.call_at(deadline, _expire, waiter, self._timeout_s)
         try:
             response = await waiter
         finally:

@@ -138,7 +138,8 @@ def render(results: dict[str, Any]) -> str:
         f"clients, {opts['workers']} server worker(s), {opts['client']} HTTP client, catalog "
         f"of {opts['catalog_size']:,} SKUs ({opts['backorder_size']} backorder). "
         "Server, PostgreSQL and load generator share the machine; `VACUUM ANALYZE` and "
-        "`CHECKPOINT` run before each measured phase.",
+        "`CHECKPOINT` run before each scenario, the fixed-rate run and pgbench (before the "
+        "first round of `orders` and the replayed SQL).",
         "",
         "| scenario | throughput (/s) | p50 ms | p90 ms | p99 ms | errors | "
         "server CPU-ms/req | relation |",
@@ -199,7 +200,8 @@ def render(results: dict[str, Any]) -> str:
         )
         lines += [
             "",
-            f"`orders` and the replayed SQL took turns in {len(rounds)} rounds of "
+            f"`orders` and the replayed SQL took turns (who went first alternating) in "
+            f"{len(rounds)} rounds of "
             f"{opts['duration_s'] / len(rounds):g} s, each after a warm-up of its own ("
             + ", ".join(f"{entry['warmup_s']:g}" for entry in rounds)
             + " s), and each figure above adds its rounds up. Per round, orders/s against the "

@@ -144,13 +144,14 @@ async def _orders_in_rounds(
     would measure the host; taking turns, both see the same mixture of states. Each round's
     figures are kept, so the spread shows how much the host moved.
     """
-    share = options.duration_s / options.rounds
+    count = options.rounds if ceiling_round is not None else 1
+    share = options.duration_s / count
     orders_windows: list[Window] = []
     ceiling_windows: list[Window] = []
     rounds: list[dict[str, float]] = []
-    for index in range(options.rounds):
-        warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
-        orders = await closed_loop(
+
+    async def orders(warmup: float) -> Window:
+        return await closed_loop(
             Orders(ctx),
             conn,
             concurrency=options.concurrency,
@@ -159,14 +160,29 @@ async def _orders_in_rounds(
             duration_s=share,
             server=server,
         )
-        orders_windows.append(orders)
-        entry = {"warmup_s": warmup, "orders_per_s": orders.sample.successes / share}
-        if ceiling_round is not None:
-            ceiling = await ceiling_round(index, warmup, share)
-            ceiling_windows.append(ceiling)
-            entry["ceiling_per_s"] = ceiling.sample.successes / share
-            if entry["ceiling_per_s"]:
-                entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
+
+    for index in range(count):
+        warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
+        if ceiling_round is None:
+            orders_windows.append(await orders(warmup))
+            continue
+        # Who goes first alternates, so that what grows through the run (dead rows, the
+        # tables, dirty pages) weighs on both sides alike.
+        if index % 2 == 0:
+            ours = await orders(warmup)
+            theirs = await ceiling_round(index, warmup, share)
+        else:
+            theirs = await ceiling_round(index, warmup, share)
+            ours = await orders(warmup)
+        orders_windows.append(ours)
+        ceiling_windows.append(theirs)
+        entry = {
+            "warmup_s": warmup,
+            "orders_per_s": ours.sample.successes / share,
+            "ceiling_per_s": theirs.sample.successes / share,
+        }
+        if entry["ceiling_per_s"]:
+            entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
         rounds.append(entry)
     merged_ceiling = Window.merged(ceiling_windows) if ceiling_windows else None
     return Window.merged(orders_windows), merged_ceiling, rounds

@@ -117,8 +117,11 @@ def _direct_routes() -> dict[tuple[str, str], Endpoint]:
     for router in V1_ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and route.endpoint in DIRECT_ENDPOINTS:
-                if route.param_convertors:
-                    raise ValueError(f"{route.path}: a direct route cannot take path parameters")
+                if route.param_convertors or route.dependencies or route.dependant.dependencies:
+                    # Called with the request alone: nothing the router would resolve first.
+                    raise ValueError(
+                        f"{route.path}: a direct route takes no path parameters or dependencies"
+                    )
                 for method in route.methods or ():
                     routes[(method, V1_PREFIX + route.path)] = route.endpoint
     if {*routes.values()} != {*DIRECT_ENDPOINTS}:

@@ -426,7 +426,7 @@ def test_the_report_shows_every_rounds_ratio() -> None:
         ],
     }
     text = render(results)
-    assert "took turns in 2 rounds of 10 s" in text
+    assert "in 2 rounds of 10 s" in text
     assert "warm-up of its own (5, 1 s)" in text
     assert "300/600 = 0.50x, 280/700 = 0.40x" in text
 
@@ -503,6 +503,26 @@ async def test_the_raw_client_gives_up_after_its_timeout() -> None:
     try:
         with pytest.raises(TimeoutError):
             await conn.send("GET", "/", b"", None)
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_raw_client_fails_at_once_on_a_reply_that_is_not_http() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-nope\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port, timeout_s=30.0)
+    try:
+        async with asyncio.timeout(5):
+            with pytest.raises(ValueError, match="not an HTTP"):
+                await conn.send("GET", "/", b"", None)
     finally:
         await conn.close()
         server.close()

@@ -3,6 +3,7 @@ and every other request passes through untouched."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
@@ -30,6 +31,14 @@ class Unexpected(Exception):
     pass
 
 
+class Silenced(Exception):
+    pass
+
+
+class ByPartial(Exception):
+    pass
+
+
 async def endpoint(request: Request) -> Response:
     kind = request.query_params.get("raise")
     if kind == "refused":
@@ -40,6 +49,10 @@ async def endpoint(request: Request) -> Response:
         raise HTTPException(410, "gone")
     if kind == "unexpected":
         raise Unexpected("boom")
+    if kind == "silent":
+        raise Silenced("nothing to say")
+    if kind == "partial":
+        raise ByPartial("handled by a partial")
     return PlainTextResponse(f"direct {request.method} {await request.body()!r}", 201)
 
 
@@ -58,12 +71,33 @@ async def on_http(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"http": exc.status_code}, status_code=exc.status_code)
 
 
+async def on_silenced(_request: Request, _exc: Exception) -> None:
+    return None
+
+
+async def labelled(label: str, _request: Request, _exc: Exception) -> Response:
+    return PlainTextResponse(label, status_code=422)
+
+
+async def last_resort(_request: Request, _exc: Exception) -> Response:
+    return PlainTextResponse("server error middleware's", status_code=500)
+
+
 async def routed(_request: Request) -> Response:
     return PlainTextResponse("routed")
 
 
 def _app() -> tuple[Any, dict[str, Any]]:
-    handlers: dict[Any, Any] = {Refused: on_refused, 418: on_teapot, HTTPException: on_http}
+    handlers: dict[Any, Any] = {
+        Refused: on_refused,
+        418: on_teapot,
+        HTTPException: on_http,
+        Silenced: on_silenced,
+        ByPartial: functools.partial(labelled, "partial"),
+        # Starlette hands these to its server-error middleware, not to route handling.
+        Exception: last_resort,
+        500: last_resort,
+    }
     inner = FastAPI()
     inner.add_api_route("/things", routed, methods=["GET", "POST"])
     inner.add_api_route("/things/more", routed, methods=["POST"])
@@ -71,9 +105,9 @@ def _app() -> tuple[Any, dict[str, Any]]:
     return app, handlers
 
 
-async def _call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+async def _call(method: str, path: str, root_path: str = "", **kwargs: Any) -> httpx.Response:
     app, _ = _app()
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True, root_path=root_path)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         return await client.request(method, path, **kwargs)
 
@@ -106,7 +140,41 @@ async def test_an_http_exception_gets_its_status_handler_first_then_its_class() 
     assert (gone.status_code, gone.json()) == (410, {"http": 410})
 
 
+async def test_a_partial_async_handler_is_awaited() -> None:
+    response = await _call("POST", "/things?raise=partial")
+    assert (response.status_code, response.text) == (422, "partial")
+
+
+async def test_a_handler_that_answers_nothing_sends_nothing() -> None:
+    app, _ = _app()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/things",
+        "root_path": "",
+        "query_string": b"raise=silent",
+        "headers": [],
+    }
+    await app(scope, receive, send)
+    assert sent == []
+
+
+async def test_under_a_root_path_the_route_is_matched_as_the_router_matches_it() -> None:
+    response = await _call("POST", "/api/things", root_path="/api", content=b"x")
+    assert (response.status_code, response.text) == (201, "direct POST b'x'")
+
+
 async def test_an_exception_without_a_handler_propagates() -> None:
+    # Even with handlers for ``Exception`` and 500 in the table: those are the server-error
+    # middleware's, which answers outside the request context.
     with pytest.raises(Unexpected):
         await _call("POST", "/things?raise=unexpected")
 

@@ -32,6 +32,8 @@ def _request(path: str) -> Request:
         "/v1/orders/a#b",
         "/v1/orders/back\\slash",
         "/v1/orders/%3F",
+        "/v1/orders/a\tb/cancel",
+        "/v1/orders/a\r\nb",
     ],
 )
 def test_path_is_the_one_the_url_spells(path: str) -> None:

@@ -12,6 +12,7 @@ what it raises, exactly as the router would (decision 22). Everything else passe
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -46,30 +47,60 @@ class DirectRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = (
-            self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+            self._routes.get((scope["method"], _route_path(scope)))
+            if scope["type"] == "http"
+            else None
         )
         if endpoint is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive, send)
+        response: Response | None
         try:
             response = await endpoint(request)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
                 raise
-            if inspect.iscoroutinefunction(handler):
+            if _is_async(handler):
                 response = await handler(request, exc)
             else:
                 response = await run_in_threadpool(handler, request, exc)
+            if response is None:
+                return
         await response(scope, receive, send)
 
     def _handler_for(self, exc: Exception) -> Handler | None:
         """The handler Starlette's exception middleware would pick: by status code for an
-        HTTP exception, else by the closest class in the exception's MRO."""
+        HTTP exception, else by the closest class in the exception's MRO. Handlers for 500
+        and for ``Exception`` are the server-error middleware's, outside this one, and are
+        left to it as the router's path leaves them."""
         if isinstance(exc, HTTPException) and exc.status_code in self._handlers:
             return self._handlers[exc.status_code]
         for cls in type(exc).__mro__:
+            if cls is Exception:
+                return None
             if cls in self._handlers:
                 return self._handlers[cls]
         return None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: the request's path less the application's root path,
+    as Starlette strips it."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
+
+def _is_async(handler: Any) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    # A function, or an object whose class defines an async __call__.
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        type(handler).__call__
+    )

@@ -80,12 +80,16 @@ class Idempotency:
         return _json(stored.content, stored.status_code, response_headers)
 
 
+# Characters Starlette's URL escapes ("?", "#", "\\") or drops (tab, CR, LF) from a path.
+_URL_CHANGES = ("?", "#", "\\", "\t", "\r", "\n")
+
+
 def _path(request: Request) -> str:
     """The request's path as its URL spells it (what keys were stored with), taken from the
-    scope unless it holds a character the URL escapes: building the URL costs more than the
+    scope unless the URL would spell it differently: building the URL costs more than the
     rest of the key's bookkeeping."""
     path: str = request.scope["path"]
-    if "?" in path or "#" in path or "\\" in path:
+    if any(character in path for character in _URL_CHANGES):
         return request.url.path
     return path
 
