@@ -527,3 +527,34 @@ async def test_the_raw_client_fails_at_once_on_a_reply_that_is_not_http() -> Non
         await conn.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_request_whose_answer_broke_off_is_not_sent_again() -> None:
+    # The second request on the connection gets half an answer: it may have been acted on,
+    # so it is an error, not a retry.
+    served = 0
+
+    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await reader.readuntil(b"\r\n\r\n")
+        served += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        served += 1
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Len")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port)
+    try:
+        assert (await conn.send("POST", "/", b"", b"{}")).status == 200
+        with pytest.raises(asyncio.IncompleteReadError):
+            await conn.send("POST", "/", b"", b"{}")
+        assert served == 2
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
