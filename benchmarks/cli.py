@@ -110,6 +110,13 @@ def run(
     ceiling: Annotated[
         bool, typer.Option(help="Replay the captured SQL (asyncpg, pgbench).")
     ] = True,
+    bare: Annotated[
+        bool,
+        typer.Option(
+            help="Also run `orders` against a bare FastAPI endpoint sending the same SQL "
+            "(the framework's floor), taking turns with Stockflow and the replay."
+        ),
+    ] = True,
     sqlite: Annotated[bool, typer.Option(help="Also run `orders` embedded, on SQLite.")] = True,
     fixed_rate: Annotated[
         bool, typer.Option(help="After `orders`, run it at --rate-share of its maximum.")
@@ -156,6 +163,7 @@ def run(
         catalog_size=catalog_size or (SMOKE_CATALOG if smoke else 10_000),
         backorder_size=backorder_size or (SMOKE_BACKORDER if smoke else 300),
         ceiling=ceiling,
+        bare=bare,
         sqlite=sqlite,
         fixed_rate=fixed_rate,
         client=client,

@@ -165,7 +165,7 @@ def instantiate(
     ]
 
 
-async def _run_steps(conn: Any, steps: list[tuple[str, str, Any]]) -> None:
+async def run_steps(conn: Any, steps: list[tuple[str, str, Any]]) -> None:
     for kind, statement, parameters in steps:
         if kind == "execute":
             await conn.fetch(statement, *parameters)
@@ -207,7 +207,7 @@ async def replay(
             began = time.perf_counter()
             status = "ok"
             try:
-                await _run_steps(conn, steps)
+                await run_steps(conn, steps)
             except asyncpg.PostgresError as exc:
                 status = f"sqlstate {exc.sqlstate}"
                 if conn.is_in_transaction():

@@ -155,6 +155,8 @@ def render(results: dict[str, Any]) -> str:
             relation = f"{_ratio(ratios.get('orders_vs_asyncpg'))} of the asyncpg ceiling"
             if ratios.get("orders_vs_pgbench") is not None:
                 relation += f", {_ratio(ratios.get('orders_vs_pgbench'))} of pgbench"
+            if ratios.get("orders_vs_bare") is not None:
+                relation += f", {_ratio(ratios.get('orders_vs_bare'))} of the bare endpoint"
         elif name == "hot" and orders:
             relation = f"{_ratio(ratios.get('hot_vs_orders'))} of orders"
         lines.append(_row(name, summary, relation))
@@ -171,6 +173,15 @@ def render(results: dict[str, Any]) -> str:
     if asyncpg_ceiling:
         lines.append(
             _row("ceiling: replayed SQL (asyncpg)", asyncpg_ceiling, "same statements, no app")
+        )
+    bare = results.get("bare")
+    if bare:
+        lines.append(
+            _row(
+                "bare endpoint (same SQL, no features)",
+                bare,
+                f"{_ratio(ratios.get('bare_vs_asyncpg'))} of the asyncpg ceiling",
+            )
         )
     pgb = ceiling.get("pgbench")
     if pgb:
@@ -194,14 +205,17 @@ def render(results: dict[str, Any]) -> str:
         )
     rounds: list[dict[str, float]] = results.get("rounds") or []
     if len(rounds) > 1 and all("ratio" in entry for entry in rounds):
+        with_bare = all("bare_per_s" in entry for entry in rounds)
         per_round = ", ".join(
             f"{entry['orders_per_s']:,.0f}/{entry['ceiling_per_s']:,.0f} = {entry['ratio']:.2f}x"
+            + (f" (bare {entry['bare_per_s']:,.0f})" if with_bare else "")
             for entry in rounds
         )
         lines += [
             "",
-            f"`orders` and the replayed SQL took turns (who went first alternating) in "
-            f"{len(rounds)} rounds of "
+            "`orders`, the replayed SQL"
+            + (" and the bare endpoint" if with_bare else "")
+            + f" took turns (who went first rotating) in {len(rounds)} rounds of "
             f"{opts['duration_s'] / len(rounds):g} s, each after a warm-up of its own ("
             + ", ".join(f"{entry['warmup_s']:g}" for entry in rounds)
             + " s), and each figure above adds its rounds up. Per round, orders/s against the "
@@ -265,6 +279,8 @@ def render(results: dict[str, Any]) -> str:
         cpu_rows.append(("orders, fixed rate", fixed))
     if asyncpg_ceiling:
         cpu_rows.append(("ceiling (asyncpg)", asyncpg_ceiling))
+    if bare:
+        cpu_rows.append(("bare endpoint", bare))
     if sqlite_run:
         cpu_rows.append(("SQLite orders", sqlite_run))
     for name, summary in cpu_rows:

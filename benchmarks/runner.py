@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from rich.console import Console
 
-from benchmarks import capture, pgbench, replay, report, seed
+from benchmarks import bare, capture, pgbench, replay, report, seed
 from benchmarks.httpclient import Connection, connect
 from benchmarks.loadgen import Window, closed_loop, open_loop
 from benchmarks.rows import Fixture, SeedPlan
@@ -53,6 +53,7 @@ class Options:
     catalog_size: int
     backorder_size: int
     ceiling: bool
+    bare: bool
     sqlite: bool
     fixed_rate: bool
     client: str
@@ -124,68 +125,61 @@ async def _postgres_facts(url: str) -> tuple[str | None, dict[str, str]]:
         await conn.close()
 
 
-CeilingRound = Callable[[int, float, float], Awaitable[Window]]
-"""One round of the replayed SQL: (round, warm-up seconds, measured seconds) -> window."""
+Side = Callable[[int, float, float], Awaitable[Window]]
+"""One round of one side of the comparison: (round, warm-up seconds, measured seconds) ->
+its measured window."""
+CeilingRound = Side
 
 
 async def _orders_in_rounds(
-    options: Options,
-    ctx: Context,
-    conn: Callable[[], Connection],
-    server: Server,
-    ceiling_round: CeilingRound | None,
-) -> tuple[Window, Window | None, list[dict[str, float]]]:
-    """`orders` and the replayed SQL taking turns, ``options.rounds`` times, each round a
-    share of the measured time.
+    options: Options, orders: Side, others: dict[str, Side]
+) -> tuple[dict[str, Window], list[dict[str, float]]]:
+    """`orders` and what it is compared with (the replayed SQL, the bare endpoint) taking
+    turns, ``options.rounds`` times, each round a share of the measured time, who goes
+    first rotating from round to round (one window of `orders` alone when there is
+    nothing to compare it with).
 
     The machine's own speed drifts: on a shared host the same load has cost up to a fifth
-    more CPU per order from one minute to the next, every process alike. Measured one after
-    the other, Stockflow and its ceiling could each catch a different state, and the ratio
-    would measure the host; taking turns, both see the same mixture of states. Each round's
-    figures are kept, so the spread shows how much the host moved.
+    more CPU per order from one minute to the next, and the Python processes up to twice.
+    Measured one after the other, Stockflow and its ceiling could each catch a different
+    state, and the ratio would measure the host; taking turns, all see the same mixture of
+    states, and what grows through the run (dead rows, the tables, dirty pages) weighs on
+    each alike. Each round's figures are kept, so the spread shows how much the host moved.
     """
-    count = options.rounds if ceiling_round is not None else 1
+    count = options.rounds if others else 1
     share = options.duration_s / count
-    orders_windows: list[Window] = []
-    ceiling_windows: list[Window] = []
+    sides: list[tuple[str, Side]] = [("orders", orders), *others.items()]
+    windows: dict[str, list[Window]] = {name: [] for name, _ in sides}
     rounds: list[dict[str, float]] = []
+    for index in range(count):
+        warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
+        turn = index % len(sides)
+        entry: dict[str, float] = {"warmup_s": warmup}
+        for name, side in sides[turn:] + sides[:turn]:
+            window = await side(index, warmup, share)
+            windows[name].append(window)
+            entry[f"{name}_per_s"] = window.sample.successes / share
+        if entry.get("ceiling_per_s"):
+            entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
+        rounds.append(entry)
+    return {name: Window.merged(found) for name, found in windows.items()}, rounds
 
-    async def orders(warmup: float) -> Window:
+
+def _closed_loop_side(
+    options: Options, ctx: Context, conn: Callable[[], Connection], server: Server
+) -> Side:
+    async def side(_index: int, warmup_s: float, duration_s: float) -> Window:
         return await closed_loop(
             Orders(ctx),
             conn,
             concurrency=options.concurrency,
             connections=options.connections,
-            warmup_s=warmup,
-            duration_s=share,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
             server=server,
         )
 
-    for index in range(count):
-        warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
-        if ceiling_round is None:
-            orders_windows.append(await orders(warmup))
-            continue
-        # Who goes first alternates, so that what grows through the run (dead rows, the
-        # tables, dirty pages) weighs on both sides alike.
-        if index % 2 == 0:
-            ours = await orders(warmup)
-            theirs = await ceiling_round(index, warmup, share)
-        else:
-            theirs = await ceiling_round(index, warmup, share)
-            ours = await orders(warmup)
-        orders_windows.append(ours)
-        ceiling_windows.append(theirs)
-        entry = {
-            "warmup_s": warmup,
-            "orders_per_s": ours.sample.successes / share,
-            "ceiling_per_s": theirs.sample.successes / share,
-        }
-        if entry["ceiling_per_s"]:
-            entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
-        rounds.append(entry)
-    merged_ceiling = Window.merged(ceiling_windows) if ceiling_windows else None
-    return Window.merged(orders_windows), merged_ceiling, rounds
+    return side
 
 
 async def _scenarios_on(
@@ -195,6 +189,7 @@ async def _scenarios_on(
     fixture: Fixture,
     results: dict[str, Any],
     ceiling_round: CeilingRound | None,
+    bare_server: Server | None,
     after_orders: Callable[[], Awaitable[None]],
 ) -> None:
     ctx = Context(fixture, options.plan, options.seed, secrets.token_hex(4))
@@ -214,11 +209,19 @@ async def _scenarios_on(
     )
     for name in options.scenarios:
         await settle(url)
-        ceiling: Window | None = None
+        compared: dict[str, Window] = {}
         if name == "orders":
-            window, ceiling, rounds = await _orders_in_rounds(
-                options, ctx, conn, server, ceiling_round
+            others: dict[str, Side] = {}
+            if ceiling_round is not None:
+                others["ceiling"] = ceiling_round
+            if bare_server is not None:
+                others["bare"] = _closed_loop_side(
+                    options, ctx, _connector(options.client, bare_server), bare_server
+                )
+            compared, rounds = await _orders_in_rounds(
+                options, _closed_loop_side(options, ctx, conn, server), others
             )
+            window = compared.pop("orders")
             results["rounds"] = rounds
         else:
             window = await closed_loop(
@@ -233,9 +236,12 @@ async def _scenarios_on(
         scenarios[name] = window.summary()
         _say(name, scenarios[name])
         if name == "orders":
-            if ceiling is not None:
-                results.setdefault("ceiling", {})["asyncpg"] = ceiling.summary()
+            if "ceiling" in compared:
+                results.setdefault("ceiling", {})["asyncpg"] = compared["ceiling"].summary()
                 _say("ceiling: replayed SQL", results["ceiling"]["asyncpg"])
+            if "bare" in compared:
+                results["bare"] = compared["bare"].summary()
+                _say("bare endpoint", results["bare"])
             if options.fixed_rate and scenarios[name]["throughput_per_s"] > 0:
                 rate = scenarios[name]["throughput_per_s"] * options.rate_share
                 await settle(url)
@@ -349,8 +355,26 @@ async def _postgres_part(options: Options, results: dict[str, Any], logs: Path) 
                 await _pgbench(options, url, template, results)
 
         if options.scenarios:
-            async with running(url, logs / "server-postgresql.log", workers=options.workers) as s:
-                await _scenarios_on(options, url, s, fixture, results, ceiling_round, after_orders)
+            async with contextlib.AsyncExitStack() as servers:
+                server = await servers.enter_async_context(
+                    running(url, logs / "server-postgresql.log", workers=options.workers)
+                )
+                bare_server = None
+                if options.bare and template is not None and "orders" in options.scenarios:
+                    spec = logs / "bare-template.pickle"
+                    bare.write_spec(spec, template, options.plan.regular_range, seed.plain_dsn(url))
+                    bare_server = await servers.enter_async_context(
+                        running(
+                            url,
+                            logs / "server-bare.log",
+                            workers=options.workers,
+                            env={bare.BARE_TEMPLATE_ENV: str(spec)},
+                            bare=True,
+                        )
+                    )
+                await _scenarios_on(
+                    options, url, server, fixture, results, ceiling_round, bare_server, after_orders
+                )
         if template is not None and ceiling_round is not None and not pgbench_done:
             await _replay_alone(options, url, ceiling_round, results)
             await _pgbench(options, url, template, results)
@@ -399,6 +423,8 @@ def _ratios(results: dict[str, Any]) -> dict[str, float | None]:
     pgb = ceiling.get("pgbench") or {}
     return {
         "orders_vs_asyncpg": ratio(orders, rate(ceiling.get("asyncpg"))),
+        "orders_vs_bare": ratio(orders, rate(results.get("bare"))),
+        "bare_vs_asyncpg": ratio(rate(results.get("bare")), rate(ceiling.get("asyncpg"))),
         "orders_vs_pgbench": ratio(orders, pgb.get("tps")),
         "hot_vs_orders": ratio(rate(scenarios.get("hot")), orders),
         "sqlite_vs_orders": ratio(rate(results.get("sqlite")), orders),
@@ -415,6 +441,8 @@ def problems(results: dict[str, Any]) -> list[str]:
             runs.append((name, results[name]))
     if results.get("ceiling", {}).get("asyncpg"):
         runs.append(("ceiling", results["ceiling"]["asyncpg"]))
+    if results.get("bare"):
+        runs.append(("bare endpoint", results["bare"]))
     for name, summary in runs:
         if summary["successes"] == 0:
             found.append(f"{name}: no successful request ({summary['statuses']})")

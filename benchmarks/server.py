@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -20,6 +21,7 @@ from pathlib import Path
 from benchmarks.seed import stockflow_command
 
 READY_TIMEOUT_S = 60.0
+_CHECKOUT = str(Path(__file__).resolve().parent.parent)
 STOP_TIMEOUT_S = 15.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -98,11 +100,26 @@ def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
         )
 
 
+def bare_command(host: str, port: int, workers: int) -> list[str]:
+    """The bare endpoint (`benchmarks.bare`) under uvicorn, as Stockflow is served."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", "benchmarks.bare:create",
+        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+
+
 @asynccontextmanager
 async def running(
-    database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str] | None = None
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int,
+    env: Mapping[str, str] | None = None,
+    bare: bool = False,
 ) -> AsyncIterator[Server]:
-    """``stockflow serve --no-migrate --workers N`` on a free loopback port, ready when yielded."""
+    """``stockflow serve --no-migrate --workers N`` (or the bare endpoint) on a free loopback
+    port, ready when yielded."""
     port = free_port()
     environment = {
         **os.environ,
@@ -113,12 +130,15 @@ async def running(
         "STOCKFLOW_MAINTENANCE_ENABLED": "false",
         **(env or {}),
     }
-    process = await asyncio.to_thread(
-        _spawn,
-        [*stockflow_command(), "serve", "--no-migrate", "--workers", str(workers)],
-        environment,
-        log_path,
-    )
+    if bare:
+        # `benchmarks` is imported from the checkout the harness runs from.
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (_CHECKOUT, environment.get("PYTHONPATH", "")) if part
+        )
+        args = bare_command("127.0.0.1", port, workers)
+    else:
+        args = [*stockflow_command(), "serve", "--no-migrate", "--workers", str(workers)]
+    process = await asyncio.to_thread(_spawn, args, environment, log_path)
     server = Server(process, "127.0.0.1", port, log_path)
     try:
         await _ready(server)

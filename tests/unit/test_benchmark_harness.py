@@ -10,10 +10,11 @@ import math
 import random
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from benchmarks import catalog
+from benchmarks import catalog, runner
 from benchmarks.capture import Step, counts
 from benchmarks.httpclient import RawConnection, Response, encode_request, parse_head
 from benchmarks.loadgen import Window, closed_loop
@@ -421,14 +422,27 @@ def test_the_report_shows_every_rounds_ratio() -> None:
             "backorder_size": 300,
         },
         "rounds": [
-            {"warmup_s": 5.0, "orders_per_s": 300.0, "ceiling_per_s": 600.0, "ratio": 0.5},
-            {"warmup_s": 1.0, "orders_per_s": 280.0, "ceiling_per_s": 700.0, "ratio": 0.4},
+            {
+                "warmup_s": 5.0,
+                "orders_per_s": 300.0,
+                "ceiling_per_s": 600.0,
+                "bare_per_s": 420.0,
+                "ratio": 0.5,
+            },
+            {
+                "warmup_s": 1.0,
+                "orders_per_s": 280.0,
+                "ceiling_per_s": 700.0,
+                "bare_per_s": 450.0,
+                "ratio": 0.4,
+            },
         ],
     }
     text = render(results)
     assert "in 2 rounds of 10 s" in text
     assert "warm-up of its own (5, 1 s)" in text
-    assert "300/600 = 0.50x, 280/700 = 0.40x" in text
+    assert "the replayed SQL and the bare endpoint took turns" in text
+    assert "300/600 = 0.50x (bare 420), 280/700 = 0.40x (bare 450)" in text
 
 
 @pytest.mark.parametrize(
@@ -558,3 +572,46 @@ async def test_a_request_whose_answer_broke_off_is_not_sent_again() -> None:
         await conn.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
+    calls: list[tuple[str, int, float, float]] = []
+
+    def side(name: str, per_round: int) -> runner.Side:
+        async def run(index: int, warmup_s: float, duration_s: float) -> Window:
+            calls.append((name, index, warmup_s, duration_s))
+            sample = Sample()
+            for _ in range(per_round):
+                sample.record("order", "201", 0.001)
+            return Window(sample, duration_s, {"server_s": 1.0})
+
+        return run
+
+    options = runner.Options(
+        scenarios=("orders",), duration_s=8.0, warmup_s=5.0, concurrency=8, rounds=4,
+        workers=1, rate_share=0.5, smoke=False, out=Path("."), admin_url="", database="",
+        catalog_size=12, backorder_size=3, ceiling=True, bare=True, sqlite=False,
+        fixed_rate=False, client="raw", keep_database=False, seed=1,
+    )  # fmt: skip
+    windows, rounds = await runner._orders_in_rounds(
+        options, side("orders", 4), {"ceiling": side("ceiling", 8), "bare": side("bare", 6)}
+    )
+    firsts = [calls[3 * index][0] for index in range(4)]
+    assert firsts == ["orders", "ceiling", "bare", "orders"]
+    assert {(name, warmup, duration) for name, _, warmup, duration in calls if _ == 0} == {
+        ("orders", 5.0, 2.0),
+        ("ceiling", 5.0, 2.0),
+        ("bare", 5.0, 2.0),
+    }
+    assert all(warmup == 1.0 for _, index, warmup, _ in calls if index > 0)
+    assert windows["orders"].summary()["throughput_per_s"] == 2.0
+    assert windows["ceiling"].summary()["throughput_per_s"] == 4.0
+    assert windows["bare"].summary()["throughput_per_s"] == 3.0
+    assert [entry["ratio"] for entry in rounds] == [0.5] * 4
+    assert rounds[0]["bare_per_s"] == 3.0
+
+    calls.clear()
+    alone, solo_rounds = await runner._orders_in_rounds(options, side("orders", 4), {})
+    assert calls == [("orders", 0, 5.0, 8.0)]
+    assert list(alone) == ["orders"]
+    assert solo_rounds[0]["orders_per_s"] == 0.5
