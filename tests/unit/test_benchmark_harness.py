@@ -615,3 +615,15 @@ async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
     assert calls == [("orders", 0, 5.0, 8.0)]
     assert list(alone) == ["orders"]
     assert solo_rounds[0]["orders_per_s"] == 0.5
+
+
+def test_a_read_of_a_row_the_run_created_that_is_not_found_is_the_harness_s_problem() -> None:
+    sample = Sample()
+    for _ in range(10):
+        sample.record("get_order", "200", 0.001)
+    sample.record("get_order", "404", 0.001)
+    summary = Window(sample, 1.0, {}).summary()
+    assert runner.problems({"scenarios": {"reads": summary}}) == [
+        "reads: 1 x 404 for rows the run created"
+    ]
+    assert runner.problems({"scenarios": {"hot": summary}}) == []
