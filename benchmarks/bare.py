@@ -3,7 +3,8 @@
 A FastAPI application served by uvicorn, as Stockflow is, with one route that does nothing
 of Stockflow's own: it reads the JSON body, takes a connection from an asyncpg pool and
 sends the captured order's round trips with fresh ids and random products, exactly as the
-replay does, then answers 201 with a ``Location``. No key check, no validation, no
+replay does (no more: asyncpg's reset of a released connection is off), then answers 201
+with the new order's ``Location``. No key check, no validation, no
 idempotency record of its own, no pricing: what is left is the cost of HTTP, the framework
 and the driver around the same SQL. Stockflow against this endpoint says what its features
 cost; this endpoint against the ceiling says what the stack costs on this machine.
@@ -14,6 +15,7 @@ writes (the template, the product range and the database).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -46,6 +48,7 @@ def create() -> FastAPI:
         Path(os.environ[BARE_TEMPLATE_ENV]).read_bytes()
     )
     template, products_range, dsn = spec
+    order_slot = order_id_slot(template)
     pool: dict[str, Any] = {}
     ids = FreshIds()
     rng = random.Random()
@@ -57,6 +60,11 @@ def create() -> FastAPI:
             min_size=1,
             max_size=POOL_SIZE,
             server_settings=dict(POSTGRESQL_SESSION_SETTINGS),
+            # asyncpg resets a released connection with a round trip of its own (RESET ALL,
+            # UNLISTEN, ...), which Stockflow's pool does not send: the same round trips
+            # as Stockflow, no more. A connection left in a failed transaction is still
+            # rolled back by the pool.
+            reset=_no_reset,
         )
         yield
         await pool["pool"].close()
@@ -75,11 +83,26 @@ def create() -> FastAPI:
         fresh = [ids.next(prefix) for prefix in template.fresh_prefixes]
         async with pool["pool"].acquire() as conn:
             await run_steps(conn, instantiate(template, products, fresh))
-        order_id = fresh[0]
+        order_id = fresh[order_slot]
         return JSONResponse(
             {"id": order_id, "lines": body.get("lines", [])},
             status_code=201,
             headers={"Location": f"/v1/orders/{order_id}"},
         )
 
+    # As `stockflow serve` does: what exists now is not traversed by every full collection.
+    gc.collect()
+    gc.freeze()
     return app
+
+
+def order_id_slot(template: Template) -> int:
+    """Which fresh value is the new order's id, for the ``Location`` of the answer."""
+    try:
+        return template.fresh_prefixes.index("ord_")
+    except ValueError:
+        raise ValueError("the captured order created no ord_ id") from None
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    return None

@@ -43,9 +43,6 @@ PostgresUrl = Annotated[
 ]
 
 
-DEFAULT_ROUNDS = 4
-
-
 @app.command()
 def run(
     scenario: Annotated[
@@ -71,8 +68,9 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            help="`orders` and the replayed SQL take turns in this many rounds, sharing "
-            "--duration, so that both see the machine in the same state (default 4; smoke 1).",
+            help="`orders`, the replayed SQL and the bare endpoint take turns in this many "
+            "rounds, sharing --duration, so that all see the machine in the same state "
+            "(default: every order of turns once, 4 rounds for two sides, 6 for three; smoke 1).",
             show_default=False,
         ),
     ] = None,
@@ -153,7 +151,7 @@ def run(
         duration_s=duration if duration is not None else (SMOKE_DURATION_S if smoke else 20.0),
         warmup_s=warmup if warmup is not None else (SMOKE_WARMUP_S if smoke else 5.0),
         concurrency=concurrency,
-        rounds=rounds if rounds is not None else (1 if smoke else DEFAULT_ROUNDS),
+        rounds=rounds if rounds is not None else (1 if smoke else None),
         workers=workers,
         rate_share=rate_share,
         smoke=smoke,

@@ -139,7 +139,7 @@ def render(results: dict[str, Any]) -> str:
         f"of {opts['catalog_size']:,} SKUs ({opts['backorder_size']} backorder). "
         "Server, PostgreSQL and load generator share the machine; `VACUUM ANALYZE` and "
         "`CHECKPOINT` run before each scenario, the fixed-rate run and pgbench (before the "
-        "first round of `orders` and the replayed SQL).",
+        "first round of `orders` and what it takes turns with).",
         "",
         "| scenario | throughput (/s) | p50 ms | p90 ms | p99 ms | errors | "
         "server CPU-ms/req | relation |",
@@ -205,17 +205,21 @@ def render(results: dict[str, Any]) -> str:
         )
     rounds: list[dict[str, float]] = results.get("rounds") or []
     if len(rounds) > 1 and all("ratio" in entry for entry in rounds):
-        with_bare = all("bare_per_s" in entry for entry in rounds)
+        with_bare = all("bare_ratio" in entry for entry in rounds)
         per_round = ", ".join(
             f"{entry['orders_per_s']:,.0f}/{entry['ceiling_per_s']:,.0f} = {entry['ratio']:.2f}x"
-            + (f" (bare {entry['bare_per_s']:,.0f})" if with_bare else "")
+            + (
+                f" (bare {entry['bare_per_s']:,.0f} = {entry['bare_ratio']:.2f}x)"
+                if with_bare
+                else ""
+            )
             for entry in rounds
         )
         lines += [
             "",
             "`orders`, the replayed SQL"
             + (" and the bare endpoint" if with_bare else "")
-            + f" took turns (who went first rotating) in {len(rounds)} rounds of "
+            + f" took turns (every order of turns equally often) in {len(rounds)} rounds of "
             f"{opts['duration_s'] / len(rounds):g} s, each after a warm-up of its own ("
             + ", ".join(f"{entry['warmup_s']:g}" for entry in rounds)
             + " s), and each figure above adds its rounds up. Per round, orders/s against the "

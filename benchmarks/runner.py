@@ -43,7 +43,7 @@ class Options:
     duration_s: float
     warmup_s: float
     concurrency: int
-    rounds: int
+    rounds: int | None
     workers: int
     rate_share: float
     smoke: bool
@@ -131,13 +131,24 @@ its measured window."""
 CeilingRound = Side
 
 
+def turn_orders(sides: int) -> list[list[int]]:
+    """Orders in which ``sides`` sides take their turns, round after round: every side in
+    every position, and after every other side, equally often over the list (a balanced
+    Latin square; for three sides, six rounds)."""
+    forward = [[(start + k) % sides for k in range(sides)] for start in range(sides)]
+    if sides % 2 == 0:
+        # Williams' design: one square balances what follows what for an even number.
+        first = [0] + [(k + 1) // 2 if k % 2 else sides - k // 2 for k in range(1, sides)]
+        return [[(start + x) % sides for x in first] for start in range(sides)]
+    return forward + [list(reversed(order)) for order in forward]
+
+
 async def _orders_in_rounds(
     options: Options, orders: Side, others: dict[str, Side]
-) -> tuple[dict[str, Window], list[dict[str, float]]]:
+) -> tuple[dict[str, Window], list[dict[str, Any]]]:
     """`orders` and what it is compared with (the replayed SQL, the bare endpoint) taking
-    turns, ``options.rounds`` times, each round a share of the measured time, who goes
-    first rotating from round to round (one window of `orders` alone when there is
-    nothing to compare it with).
+    turns in rounds, each round a share of the measured time, in the orders of
+    `turn_orders` (one window of `orders` alone when there is nothing to compare it with).
 
     The machine's own speed drifts: on a shared host the same load has cost up to a fifth
     more CPU per order from one minute to the next, and the Python processes up to twice.
@@ -146,28 +157,31 @@ async def _orders_in_rounds(
     states, and what grows through the run (dead rows, the tables, dirty pages) weighs on
     each alike. Each round's figures are kept, so the spread shows how much the host moved.
     """
-    count = options.rounds if others else 1
-    share = options.duration_s / count
     sides: list[tuple[str, Side]] = [("orders", orders), *others.items()]
+    schedule = turn_orders(len(sides)) if others else [[0]]
+    count = (options.rounds or len(schedule)) if others else 1
+    share = options.duration_s / count
     windows: dict[str, list[Window]] = {name: [] for name, _ in sides}
-    rounds: list[dict[str, float]] = []
+    rounds: list[dict[str, Any]] = []
     for index in range(count):
         warmup = options.warmup_s if index == 0 else min(options.warmup_s, ROUND_WARMUP_S)
-        turn = index % len(sides)
-        entry: dict[str, float] = {"warmup_s": warmup}
-        for name, side in sides[turn:] + sides[:turn]:
+        turn = [sides[k] for k in schedule[index % len(schedule)]]
+        entry: dict[str, Any] = {"warmup_s": warmup, "order": [name for name, _ in turn]}
+        for name, side in turn:
             window = await side(index, warmup, share)
             windows[name].append(window)
             entry[f"{name}_per_s"] = window.sample.successes / share
         if entry.get("ceiling_per_s"):
             entry["ratio"] = entry["orders_per_s"] / entry["ceiling_per_s"]
+            if "bare_per_s" in entry:
+                entry["bare_ratio"] = entry["bare_per_s"] / entry["ceiling_per_s"]
         rounds.append(entry)
     return {name: Window.merged(found) for name, found in windows.items()}, rounds
 
 
 class _OrdersElsewhere(Orders):
-    """Orders sent to the bare endpoint: its answers name no order of Stockflow's, so they
-    are not kept for the reads, shipments and cancellations of later scenarios."""
+    """Orders sent to the bare endpoint: not kept for the reads, shipments and cancellations
+    of later scenarios, which measure Stockflow's answers about orders it placed itself."""
 
     def done(self, call: Call, response: Response) -> None:
         pass
@@ -202,7 +216,7 @@ async def _scenarios_on(
     fixture: Fixture,
     results: dict[str, Any],
     ceiling_round: CeilingRound | None,
-    bare_server: Server | None,
+    bare_server: Callable[[], contextlib.AbstractAsyncContextManager[Server]] | None,
     after_orders: Callable[[], Awaitable[None]],
 ) -> None:
     ctx = Context(fixture, options.plan, options.seed, secrets.token_hex(4))
@@ -224,20 +238,23 @@ async def _scenarios_on(
         await settle(url)
         compared: dict[str, Window] = {}
         if name == "orders":
-            others: dict[str, Side] = {}
-            if ceiling_round is not None:
-                others["ceiling"] = ceiling_round
-            if bare_server is not None:
-                others["bare"] = _closed_loop_side(
-                    options,
-                    ctx,
-                    _connector(options.client, bare_server),
-                    bare_server,
-                    keep_orders=False,
+            async with contextlib.AsyncExitStack() as beside:
+                others: dict[str, Side] = {}
+                if ceiling_round is not None:
+                    others["ceiling"] = ceiling_round
+                if bare_server is not None:
+                    # Up only for these rounds, so that it holds no connections afterwards.
+                    bare_running = await beside.enter_async_context(bare_server())
+                    others["bare"] = _closed_loop_side(
+                        options,
+                        ctx,
+                        _connector(options.client, bare_running),
+                        bare_running,
+                        keep_orders=False,
+                    )
+                compared, rounds = await _orders_in_rounds(
+                    options, _closed_loop_side(options, ctx, conn, server), others
                 )
-            compared, rounds = await _orders_in_rounds(
-                options, _closed_loop_side(options, ctx, conn, server), others
-            )
             window = compared.pop("orders")
             results["rounds"] = rounds
         else:
@@ -359,38 +376,40 @@ async def _postgres_part(options: Options, results: dict[str, Any], logs: Path) 
             )
         template = (
             replay.build_template(captured.steps, captured.products, captured.idempotency_key)
-            if options.ceiling and captured is not None
+            if (options.ceiling or options.bare) and captured is not None
             else None
         )
-        ceiling_round = None if template is None else _ceiling_round(options, url, template)
+        ceiling_round = (
+            _ceiling_round(options, url, template)
+            if options.ceiling and template is not None
+            else None
+        )
         pgbench_done = False
 
         async def after_orders() -> None:
             nonlocal pgbench_done
-            if template is not None and not pgbench_done:
+            if ceiling_round is not None and template is not None and not pgbench_done:
                 pgbench_done = True
                 await _pgbench(options, url, template, results)
 
-        if options.scenarios:
-            async with contextlib.AsyncExitStack() as servers:
-                server = await servers.enter_async_context(
-                    running(url, logs / "server-postgresql.log", workers=options.workers)
+        bare_server = None
+        if options.bare and template is not None:
+            spec = logs / "bare-template.pickle"
+            bare.write_spec(spec, template, options.plan.regular_range, seed.plain_dsn(url))
+
+            def bare_server() -> contextlib.AbstractAsyncContextManager[Server]:
+                return running(
+                    url,
+                    logs / "server-bare.log",
+                    workers=options.workers,
+                    env={bare.BARE_TEMPLATE_ENV: str(spec)},
+                    bare=True,
                 )
-                bare_server = None
-                if options.bare and template is not None and "orders" in options.scenarios:
-                    spec = logs / "bare-template.pickle"
-                    bare.write_spec(spec, template, options.plan.regular_range, seed.plain_dsn(url))
-                    bare_server = await servers.enter_async_context(
-                        running(
-                            url,
-                            logs / "server-bare.log",
-                            workers=options.workers,
-                            env={bare.BARE_TEMPLATE_ENV: str(spec)},
-                            bare=True,
-                        )
-                    )
+
+        if options.scenarios:
+            async with running(url, logs / "server-postgresql.log", workers=options.workers) as s:
                 await _scenarios_on(
-                    options, url, server, fixture, results, ceiling_round, bare_server, after_orders
+                    options, url, s, fixture, results, ceiling_round, bare_server, after_orders
                 )
         if template is not None and ceiling_round is not None and not pgbench_done:
             await _replay_alone(options, url, ceiling_round, results)

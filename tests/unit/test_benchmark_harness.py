@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import catalog, runner
+from benchmarks.bare import order_id_slot
 from benchmarks.capture import Step, counts
 from benchmarks.httpclient import RawConnection, Response, encode_request, parse_head
 from benchmarks.loadgen import Window, closed_loop
@@ -400,6 +401,19 @@ def test_windows_merged_add_up_requests_and_seconds_and_average_the_machine_shar
     assert merged["latency"]["p50_ms"] == pytest.approx(10.0)
 
 
+def test_turn_orders_are_balanced() -> None:
+    for sides in (2, 3, 4):
+        orders = runner.turn_orders(sides)
+        for position in range(sides):
+            column = [order[position] for order in orders]
+            assert sorted(column) == sorted(
+                column[:1] * 0 + list(range(sides)) * (len(orders) // sides)
+            )
+        follows = [(order[k], order[k + 1]) for order in orders for k in range(sides - 1)]
+        assert len(set(follows)) == sides * (sides - 1)
+        assert len({follows.count(pair) for pair in follows}) == 1
+
+
 def test_the_report_shows_every_rounds_ratio() -> None:
     results = {
         "started_at": "2026-11-30T05:00:00+00:00",
@@ -428,6 +442,7 @@ def test_the_report_shows_every_rounds_ratio() -> None:
                 "ceiling_per_s": 600.0,
                 "bare_per_s": 420.0,
                 "ratio": 0.5,
+                "bare_ratio": 0.7,
             },
             {
                 "warmup_s": 1.0,
@@ -435,6 +450,7 @@ def test_the_report_shows_every_rounds_ratio() -> None:
                 "ceiling_per_s": 700.0,
                 "bare_per_s": 450.0,
                 "ratio": 0.4,
+                "bare_ratio": 450 / 700,
             },
         ],
     }
@@ -442,7 +458,7 @@ def test_the_report_shows_every_rounds_ratio() -> None:
     assert "in 2 rounds of 10 s" in text
     assert "warm-up of its own (5, 1 s)" in text
     assert "the replayed SQL and the bare endpoint took turns" in text
-    assert "300/600 = 0.50x (bare 420), 280/700 = 0.40x (bare 450)" in text
+    assert "300/600 = 0.50x (bare 420 = 0.70x), 280/700 = 0.40x (bare 450 = 0.64x)" in text
 
 
 @pytest.mark.parametrize(
@@ -588,7 +604,7 @@ async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
         return run
 
     options = runner.Options(
-        scenarios=("orders",), duration_s=8.0, warmup_s=5.0, concurrency=8, rounds=4,
+        scenarios=("orders",), duration_s=12.0, warmup_s=5.0, concurrency=8, rounds=None,
         workers=1, rate_share=0.5, smoke=False, out=Path("."), admin_url="", database="",
         catalog_size=12, backorder_size=3, ceiling=True, bare=True, sqlite=False,
         fixed_rate=False, client="raw", keep_database=False, seed=1,
@@ -596,8 +612,18 @@ async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
     windows, rounds = await runner._orders_in_rounds(
         options, side("orders", 4), {"ceiling": side("ceiling", 8), "bare": side("bare", 6)}
     )
-    firsts = [calls[3 * index][0] for index in range(4)]
-    assert firsts == ["orders", "ceiling", "bare", "orders"]
+    # Six rounds: each side first, second and third twice, and after each other side
+    # equally often.
+    turns = [[calls[3 * index + k][0] for k in range(3)] for index in range(6)]
+    assert [entry["order"] for entry in rounds] == turns
+    for position in range(3):
+        assert (
+            sorted(turn[position] for turn in turns)
+            == ["bare"] * 2 + ["ceiling"] * 2 + ["orders"] * 2
+        )
+    follows = [(turn[k], turn[k + 1]) for turn in turns for k in range(2)]
+    assert len(set(follows)) == 6
+    assert all(follows.count(pair) == 2 for pair in set(follows))
     assert {(name, warmup, duration) for name, _, warmup, duration in calls if _ == 0} == {
         ("orders", 5.0, 2.0),
         ("ceiling", 5.0, 2.0),
@@ -607,14 +633,15 @@ async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
     assert windows["orders"].summary()["throughput_per_s"] == 2.0
     assert windows["ceiling"].summary()["throughput_per_s"] == 4.0
     assert windows["bare"].summary()["throughput_per_s"] == 3.0
-    assert [entry["ratio"] for entry in rounds] == [0.5] * 4
+    assert [entry["ratio"] for entry in rounds] == [0.5] * 6
     assert rounds[0]["bare_per_s"] == 3.0
+    assert rounds[0]["bare_ratio"] == 0.75
 
     calls.clear()
     alone, solo_rounds = await runner._orders_in_rounds(options, side("orders", 4), {})
-    assert calls == [("orders", 0, 5.0, 8.0)]
+    assert calls == [("orders", 0, 5.0, 12.0)]
     assert list(alone) == ["orders"]
-    assert solo_rounds[0]["orders_per_s"] == 0.5
+    assert solo_rounds[0]["orders_per_s"] == 4 / 12
 
 
 def test_a_read_of_a_row_the_run_created_that_is_not_found_is_the_harness_s_problem() -> None:
@@ -627,3 +654,10 @@ def test_a_read_of_a_row_the_run_created_that_is_not_found_is_the_harness_s_prob
         "reads: 1 x 404 for rows the run created"
     ]
     assert runner.problems({"scenarios": {"hot": summary}}) == []
+
+
+def test_the_bare_endpoint_answers_with_the_new_orders_id() -> None:
+    tpl = template()
+    assert tpl.fresh_prefixes[order_id_slot(tpl)] == "ord_"
+    # Not the first fresh value, which is the Idempotency-Key.
+    assert order_id_slot(tpl) != tpl.fresh_prefixes.index("bench-")
