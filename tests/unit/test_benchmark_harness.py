@@ -9,6 +9,8 @@ import json
 import math
 import random
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -352,6 +354,24 @@ async def test_the_closed_loop_keeps_its_concurrency_and_takes_every_connection_
     assert 0 < window.sample.successes <= sum(sent)
 
 
+@asynccontextmanager
+async def _client_of(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    *,
+    timeout_s: float = 30.0,
+) -> AsyncIterator[RawConnection]:
+    """The raw client, connected to a loopback server answering with ``handler``."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RawConnection("127.0.0.1", port, timeout_s=timeout_s)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_request_on_a_connection_the_server_closed_while_idle_is_sent_again() -> None:
     # A loopback server that answers one request per connection and then closes it, as
     # uvicorn does to a keep-alive connection idle past its timeout.
@@ -365,18 +385,11 @@ async def test_a_request_on_a_connection_the_server_closed_while_idle_is_sent_ag
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port)
-    try:
+    async with _client_of(answer_once) as conn:
         assert (await conn.send("GET", "/", b"", None)).status == 200
         await asyncio.sleep(0.05)  # the server has closed it by now
         assert (await conn.send("GET", "/", b"", None)).status == 200
         assert served == 2
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 def test_windows_merged_add_up_requests_and_seconds_and_average_the_machine_share() -> None:
@@ -489,19 +502,12 @@ async def test_the_raw_client_reads_a_response_however_it_is_split(
                 await asyncio.sleep(0)
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port)
-    try:
+    async with _client_of(answer) as conn:
         for _ in range(2):
             response = await conn.send("POST", "/v1/orders", b"X-Test: 1\r\n", b"{}")
             assert response.body == body
             assert response.status == int(wire[9:12])
         assert (response.location is not None) == (b"Location" in wire)
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_the_raw_client_reads_a_body_that_runs_to_the_close() -> None:
@@ -511,32 +517,18 @@ async def test_the_raw_client_reads_a_body_that_runs_to_the_close() -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port)
-    try:
+    async with _client_of(answer) as conn:
         response = await conn.send("GET", "/", b"", None)
         assert (response.status, response.body) == (200, b"until the end")
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_the_raw_client_gives_up_after_its_timeout() -> None:
     async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
-    server = await asyncio.start_server(never, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port, timeout_s=0.2)
-    try:
+    async with _client_of(never, timeout_s=0.2) as conn:
         with pytest.raises(TimeoutError):
             await conn.send("GET", "/", b"", None)
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_the_raw_client_fails_at_once_on_a_reply_that_is_not_http() -> None:
@@ -546,17 +538,10 @@ async def test_the_raw_client_fails_at_once_on_a_reply_that_is_not_http() -> Non
         await writer.drain()
         await reader.read()
 
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port, timeout_s=30.0)
-    try:
+    async with _client_of(garbage, timeout_s=30.0) as conn:
         async with asyncio.timeout(5):
             with pytest.raises(ValueError, match="not an HTTP"):
                 await conn.send("GET", "/", b"", None)
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_request_whose_answer_broke_off_is_not_sent_again() -> None:
@@ -576,18 +561,11 @@ async def test_a_request_whose_answer_broke_off_is_not_sent_again() -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = RawConnection("127.0.0.1", port)
-    try:
+    async with _client_of(half_answer) as conn:
         assert (await conn.send("POST", "/", b"", b"{}")).status == 200
         with pytest.raises(asyncio.IncompleteReadError):
             await conn.send("POST", "/", b"", b"{}")
         assert served == 2
-    finally:
-        await conn.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_orders_and_what_it_is_compared_with_take_turns_first() -> None:
