@@ -168,7 +168,7 @@ def _mark_pre_ping(app: Any) -> None:
 
 async def capture_order(url: str, fixture: Fixture, plan: SeedPlan) -> CapturedOrder:
     """Place ``WARM_ORDERS`` orders in-process and return the round trips of the last."""
-    settings = Settings(database_url=url, maintenance_enabled=False, log_level="warning")
+    settings = Settings(database_url=url, worker_in_process=False, log_level="warning")
     app = create_app(settings)
     log: list[Step] = []
     prepares: list[str] = []

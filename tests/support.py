@@ -22,6 +22,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "delivery_attempts",
+    "deliveries",
+    "webhook_endpoints",
+    "events",
     "purchase_order_lines",
     "purchase_orders",
     "supplier_products",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,7 +22,9 @@ from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
 from stockflow.observability.logging import configure_logging, get_logger
-from stockflow.workers import maintenance
+from stockflow.webhooks.secrets import SecretBox
+from stockflow.webhooks.service import WebhookConfig
+from stockflow.workers.runner import Worker, build_relay
 
 log = get_logger(__name__)
 
@@ -55,34 +56,22 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        background: list[asyncio.Task[None]] = []
-        if settings.po_consolidation_seconds > 0 and not settings.maintenance_enabled:
-            log.warning(
-                "purchase_order_submission_off",
-                detail="consolidated drafts are submitted only by "
-                "`stockflow maintenance submit-purchase-orders` while maintenance is disabled",
+        stop = asyncio.Event()
+        running: asyncio.Task[None] | None = None
+        relay = build_relay(settings, database)
+        if settings.worker_in_process:
+            running = asyncio.create_task(Worker(settings, database, relay).run(stop))
+        else:
+            log.info(
+                "worker_not_in_process",
+                detail="background jobs (webhooks, pruning, PO submission) run only in "
+                "`stockflow worker` processes",
             )
-        if settings.maintenance_enabled:
-            background.append(
-                asyncio.create_task(
-                    maintenance.run_forever(
-                        database, interval_seconds=settings.maintenance_interval_seconds
-                    )
-                )
-            )
-            if settings.po_consolidation_seconds > 0:
-                background.append(
-                    asyncio.create_task(
-                        maintenance.submit_forever(
-                            database, interval_seconds=settings.po_submit_interval_seconds
-                        )
-                    )
-                )
         yield
-        for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        stop.set()
+        if running is not None:
+            await running
+        await relay.aclose()
         await app.state.key_usage.drain()
         await database.dispose()
 
@@ -97,6 +86,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.database = database
     app.state.migration_head = head_revision()
+    app.state.webhooks = WebhookConfig(
+        box=SecretBox(settings.secret_key.get_secret_value()),
+        allow_private=settings.webhooks_allow_private,
+    )
     app.state.key_usage = KeyUsageRecorder(
         database, interval=timedelta(seconds=settings.key_usage_interval_seconds)
     )

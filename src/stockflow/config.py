@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Signs nothing yet, but later features (webhook secrets at rest, cursors) derive keys
-    # from it, so production must not start with the published default.
+    # Webhook signing secrets are kept encrypted with a key derived from it, so production
+    # must not start with the published default.
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     key_usage_interval_seconds: int = Field(default=60, ge=1)
     # Copied onto each new product that does not name its own shortage policy.
@@ -56,14 +56,27 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     # How long a duplicate waits for the request holding its key before answering 409.
     idempotency_wait_seconds: float = Field(default=10.0, gt=0, le=300)
-    # Housekeeping (pruning expired idempotency records) inside each server process.
-    maintenance_enabled: bool = True
+    # How often the worker prunes data past its retention.
     maintenance_interval_seconds: int = Field(default=300, ge=1)
     # 0: each replenishment PO is submitted at once. Above 0: a supplier's shortages
     # collect on one draft PO, submitted once this many seconds have passed since it opened.
     po_consolidation_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
     # How often each server process looks for drafts whose window has closed.
     po_submit_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    # `stockflow serve` runs every background job (relay, housekeeping, submissions) in
+    # each server process too; false leaves them to `stockflow worker` processes.
+    worker_in_process: bool = True
+    # Webhooks and supplier connectors may reach http:// and private addresses: for
+    # development and tests only, refused in production.
+    webhooks_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # A worker that dies mid-delivery holds it this long before another worker takes it.
+    delivery_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # Events whose deliveries are all finished (delivered or dead), with their delivery
+    # logs, are pruned once they are this old.
+    event_retention_days: int = Field(default=30, ge=1, le=3650)
 
     @field_validator("database_url")
     @classmethod
@@ -87,6 +100,15 @@ class Settings(BaseSettings):
                 raise ValueError("production requires PostgreSQL, not SQLite")
             if self.secret_key.get_secret_value() in ("", DEFAULT_SECRET):
                 raise ValueError("production requires STOCKFLOW_SECRET_KEY to be set")
+            if self.webhooks_allow_private:
+                raise ValueError(
+                    "STOCKFLOW_WEBHOOKS_ALLOW_PRIVATE is for development; production refuses it"
+                )
+        if self.delivery_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError(
+                "STOCKFLOW_DELIVERY_LEASE_SECONDS must exceed STOCKFLOW_WEBHOOK_TIMEOUT_SECONDS: "
+                "a lease must outlive the attempt it covers"
+            )
         return self
 
     @property

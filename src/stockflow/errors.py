@@ -239,3 +239,24 @@ class SupplierStillNeeded(StockflowError):
         "`backorder`, so it can be neither removed from the product nor deactivated. Add "
         "another supplier first, or switch the product to `shortage_policy: reject`."
     )
+
+
+class UnsafeWebhookUrl(StockflowError):
+    slug = "unsafe-webhook-url"
+    title = "Unsafe webhook URL"
+    status = 422
+    description = (
+        "Webhooks go only to https:// URLs whose host resolves to public addresses: never "
+        "to loopback, private, link-local, unique-local or cloud metadata addresses. "
+        "Development mode (STOCKFLOW_WEBHOOKS_ALLOW_PRIVATE) lifts this outside production."
+    )
+
+
+class DeliveryInFlight(StockflowError):
+    slug = "delivery-in-flight"
+    title = "Delivery in flight"
+    status = 409
+    description = (
+        "A worker is sending this delivery right now; its result is written in a moment. "
+        "Read the delivery again, then retry it if it still needs it."
+    )

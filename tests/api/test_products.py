@@ -91,6 +91,7 @@ async def test_create_answers_the_product_with_etag_and_location(
         "replenish_buffer_pct": 20,
         "reorder_point": None,
         "reorder_up_to": None,
+        "low_stock_threshold": None,
         "version": 1,
     }
     assert parse_time(body["created_at"]) == parse_time(body["updated_at"])

@@ -26,6 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from stockflow.config import Settings
+from stockflow.db.engine import Database
+from stockflow.workers.runner import build_relay
 from tests.conftest import Keys
 
 PROBLEM = "application/problem+json"
@@ -55,6 +58,10 @@ SUPPLIER_PRODUCT_CHANGE = {"cost_price": 480, "priority": 5}
 NEW_PURCHASE_ORDER = {"supplier_id": "{supplier}", "lines": [{"sku": SKU, "quantity": 6}]}
 ACKNOWLEDGEMENT = {"expected_delivery_date": "2030-01-15"}
 RECEIPT = {"lines": [{"sku": SKU, "quantity": 2}]}
+# A public address written as such: registration resolves it without a name server.
+NEW_ENDPOINT = {"url": "https://93.184.216.34/hooks", "events": ["order.created"]}
+ENDPOINT_CHANGE = {"description": "role matrix"}
+REPLAY = {"since": "2020-01-01T00:00:00Z"}
 
 #  method    path                                    body            admin staff serv. cust. none
 MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
@@ -119,6 +126,19 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ),
     ("POST", "/v1/purchase-orders/{po}/receipts", RECEIPT, (201, 201, 403, 403, 401)),
     ("POST", "/v1/purchase-orders/{po}/cancel", CANCEL, (200, 200, 403, 403, 401)),
+    # Events: admin and staff read them.
+    ("GET", "/v1/events", None, (200, 200, 403, 403, 401)),
+    ("GET", "/v1/events/{event}", None, (200, 200, 403, 403, 401)),
+    # Webhook endpoints and their deliveries: admin only.
+    ("POST", "/v1/webhook-endpoints", NEW_ENDPOINT, (201, 403, 403, 403, 401)),
+    ("GET", "/v1/webhook-endpoints", None, (200, 403, 403, 403, 401)),
+    ("GET", "/v1/webhook-endpoints/{endpoint}", None, (200, 403, 403, 403, 401)),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint}", ENDPOINT_CHANGE, (200, 403, 403, 403, 401)),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint}", None, (204, 403, 403, 403, 401)),
+    ("POST", "/v1/webhook-endpoints/{endpoint}/rotate-secret", None, (200, 403, 403, 403, 401)),
+    ("GET", "/v1/webhook-endpoints/{endpoint}/deliveries", None, (200, 403, 403, 403, 401)),
+    ("POST", "/v1/webhook-endpoints/{endpoint}/replay", REPLAY, (202, 403, 403, 403, 401)),
+    ("POST", "/v1/webhook-deliveries/{delivery}/retry", None, (202, 403, 403, 403, 401)),
     # Health: open to everyone, with or without a key.
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
@@ -151,7 +171,11 @@ class World:
 
 
 @pytest.fixture
-async def world(client: httpx.AsyncClient, keys: Keys) -> World:
+async def world(
+    client: httpx.AsyncClient, keys: Keys, settings: Settings, database: Database
+) -> World:
+    endpoint = await client.post("/v1/webhook-endpoints", headers=keys.admin, json=NEW_ENDPOINT)
+    assert endpoint.status_code == 201, endpoint.text
     for sku, active in ((SKU, True), (INACTIVE_SKU, False)):
         created = await client.post(
             "/v1/products",
@@ -207,6 +231,14 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
         po_ids.append(po.json()["id"])
     submitted = await client.post(f"/v1/purchase-orders/{po_ids[1]}/submit", headers=keys.admin)
     assert submitted.status_code == 200, submitted.text
+    relay = build_relay(settings, database)
+    assert await relay.dispatch_once() > 0
+    await relay.aclose()
+    endpoint_id = endpoint.json()["id"]
+    deliveries = await client.get(
+        f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=keys.admin
+    )
+    event = (await client.get("/v1/events", headers=keys.admin)).json()["data"][0]
     return World(
         {
             "sku": SKU,
@@ -220,6 +252,9 @@ async def world(client: httpx.AsyncClient, keys: Keys) -> World:
             "spare_supplier": supplier_ids[1],
             "draft_po": po_ids[0],
             "po": po_ids[1],
+            "event": event["id"],
+            "endpoint": endpoint_id,
+            "delivery": deliveries.json()["data"][0]["id"],
         }
     )
 
@@ -248,6 +283,9 @@ def test_the_matrix_covers_every_route_of_the_app() -> None:
         "{supplier}": "{supplier_id}",
         "{draft_po}": "{po_id}",
         "{po}": "{po_id}",
+        "{event}": "{event_id}",
+        "{endpoint}": "{endpoint_id}",
+        "{delivery}": "{delivery_id}",
     }
 
     def route_of(path: str) -> str:

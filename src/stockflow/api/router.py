@@ -7,11 +7,14 @@ from fastapi import APIRouter
 from stockflow.auth.router import router as api_keys_router
 from stockflow.catalog.router import router as products_router
 from stockflow.customers.router import router as customers_router
+from stockflow.events.router import router as events_router
 from stockflow.inventory.router import router as inventory_router
 from stockflow.orders.router import place_order
 from stockflow.orders.router import router as orders_router
 from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
+from stockflow.webhooks.router import deliveries_router as webhook_deliveries_router
+from stockflow.webhooks.router import router as webhook_endpoints_router
 
 V1_PREFIX = "/v1"
 # Included into the application one by one under the prefix, not through a ``/v1`` router
@@ -26,6 +29,9 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     purchase_orders_router,
     suppliers_router,
     product_suppliers_router,
+    events_router,
+    webhook_endpoints_router,
+    webhook_deliveries_router,
     api_keys_router,
 )
 
@@ -40,6 +46,8 @@ OPENAPI_TAGS: list[dict[str, str]] = [
     {"name": "Orders", "description": "Placing, previewing, shipping and cancelling orders."},
     {"name": "Suppliers", "description": "Suppliers and the terms they sell each product on."},
     {"name": "Purchase orders", "description": "Replenishment from suppliers."},
+    {"name": "Events", "description": "What happened, as webhook endpoints receive it."},
+    {"name": "Webhooks", "description": "Endpoints that receive events, and their deliveries."},
     {"name": "Health", "description": "Liveness, readiness and metrics for operators."},
 ]
 """The documentation's sections, in reading order."""

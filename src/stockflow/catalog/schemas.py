@@ -79,6 +79,14 @@ class ProductCreate(WriteModel):
     reorder_up_to: StockLevelSetting | None = Field(
         default=None, description="Level a reorder-point order fills up to (default: the point)."
     )
+    low_stock_threshold: StockLevelSetting | None = Field(
+        default=None,
+        description=(
+            "A `stock.low` event is sent when an order or an adjustment takes available "
+            "stock at the default location from above this to this or below."
+        ),
+        examples=[5],
+    )
     suppliers: list[SupplierProductCreate] = Field(
         default_factory=list,
         max_length=20,
@@ -125,6 +133,9 @@ class ProductUpdate(WriteModel):
         default=None, description="null removes the reorder point (and reorder_up_to)."
     )
     reorder_up_to: StockLevelSetting | None = None
+    low_stock_threshold: StockLevelSetting | None = Field(
+        default=None, description="null removes the threshold (no more `stock.low`)."
+    )
 
     @field_validator(
         "name",
@@ -158,6 +169,7 @@ class ProductRead(ReadModel):
     replenish_buffer_pct: int
     reorder_point: int | None
     reorder_up_to: int | None
+    low_stock_threshold: int | None
     version: int = Field(description="Changes on every update; the ETag is built from it.")
     created_at: datetime
     updated_at: datetime

@@ -87,6 +87,7 @@ async def create_product(
             replenish_buffer_pct=data.replenish_buffer_pct,
             reorder_point=data.reorder_point,
             reorder_up_to=data.reorder_up_to,
+            low_stock_threshold=data.low_stock_threshold,
             created_at=now,
             updated_at=now,
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stockflow.cli import db, inventory, keys, maintenance, serve
+from stockflow.cli import db, inventory, keys, maintenance, serve, worker
 
 app = typer.Typer(
     name="stockflow",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="serve")(serve.serve)
+app.command(name="worker")(worker.worker)
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(inventory.app, name="inventory")

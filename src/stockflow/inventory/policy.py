@@ -263,6 +263,13 @@ class ProductRules:
     buffer_pct: int
     reorder_point: int | None
     reorder_up_to: int | None
+    low_stock_threshold: int | None = None
+
+
+def falls_low(*, threshold: int | None, before: int, after: int) -> bool:
+    """Whether a change takes available stock to the low-stock threshold or below from
+    above it: ``stock.low`` is told once per fall, not on every order while it stays low."""
+    return threshold is not None and before > threshold >= after
 
 
 def plan_replenishment(

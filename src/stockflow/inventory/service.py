@@ -12,8 +12,11 @@ from stockflow.catalog import repository as catalog_repository
 from stockflow.db.models import Product, StockMovement
 from stockflow.db.pagination import Page
 from stockflow.errors import InvalidRequest, NotFound, StockBelowReserved
+from stockflow.events import outbox
+from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.inventory import backlog, repository
+from stockflow.inventory.policy import falls_low
 from stockflow.inventory.repository import Drift, LevelRow
 from stockflow.inventory.schemas import (
     AdjustmentCreate,
@@ -23,6 +26,7 @@ from stockflow.inventory.schemas import (
     LocationStock,
     MovementRead,
 )
+from stockflow.orders import service as orders_service
 from stockflow.orders.repository import StockChange
 from stockflow.purchasing import po_repository
 
@@ -35,7 +39,12 @@ async def _product(session: AsyncSession, viewer: Principal, sku: str) -> Produc
 
 
 async def _inventory(session: AsyncSession, product: Product) -> InventoryRead:
-    rows = await repository.levels(session, product.id)
+    return await inventory_of(session, product_id=product.id, sku=product.sku)
+
+
+async def inventory_of(session: AsyncSession, *, product_id: str, sku: str) -> InventoryRead:
+    """A product's stock as the API shows it to staff."""
+    rows = await repository.levels(session, product_id)
     locations = [
         LocationStock(
             location_id=row.location_id,
@@ -50,15 +59,40 @@ async def _inventory(session: AsyncSession, product: Product) -> InventoryRead:
     reserved = sum(row.reserved for row in rows)
     # Read afresh: serving the backlog moves the counters with Core statements, which the
     # loaded product object does not see.
-    counters = (await po_repository.counters(session, [product.id]))[product.id]
+    counters = (await po_repository.counters(session, [product_id]))[product_id]
     return InventoryRead(
-        sku=product.sku,
+        sku=sku,
         on_hand=on_hand,
         reserved=reserved,
         available=on_hand - reserved,
         backordered=counters.backordered,
         on_order=counters.on_order,
         locations=locations,
+    )
+
+
+async def tell_if_low(
+    session: AsyncSession,
+    *,
+    product_id: str,
+    sku: str,
+    threshold: int | None,
+    available_before: int,
+    available_after: int,
+    now: datetime,
+) -> None:
+    """Write ``stock.low`` if this change took the product's available stock (at the
+    default location) to its threshold or below. Callers hold the stock row's lock."""
+    if not falls_low(threshold=threshold, before=available_before, after=available_after):
+        return
+    await outbox.record(
+        session,
+        EventType.STOCK_LOW,
+        object_type="product",
+        object_id=product_id,
+        obj=await inventory_of(session, product_id=product_id, sku=sku),
+        now=now,
+        low_stock_threshold=threshold,
     )
 
 
@@ -190,10 +224,33 @@ async def adjust_stock(
             ],
         },
     )
-    return AdjustmentRead(
+    read = AdjustmentRead(
         movement=MovementRead.model_validate(movement),
         inventory=await _inventory(session, product),
     )
+    await outbox.record(
+        session,
+        EventType.STOCK_ADJUSTED,
+        object_type="product",
+        object_id=product.id,
+        obj=read.inventory,
+        now=now,
+        movement=read.movement,
+    )
+    if location.is_default:
+        await tell_if_low(
+            session,
+            product_id=product.id,
+            sku=product.sku,
+            threshold=product.low_stock_threshold,
+            available_before=on_hand_after - data.delta - reserved_before,
+            available_after=on_hand_after - reserved_after,
+            now=now,
+        )
+    await orders_service.tell_ready_to_ship(
+        session, (allocation.order_id for allocation in served), now=now
+    )
+    return read
 
 
 async def list_movements(

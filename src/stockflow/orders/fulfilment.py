@@ -17,12 +17,14 @@ from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.db.models import Order, OrderLine
 from stockflow.errors import InvalidRequest, NotFound, ShipmentExceedsReserved
+from stockflow.events import outbox
+from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.inventory import backlog
 from stockflow.orders import repository, rules
 from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import OrderRead, ShipmentCreate, ShipmentLineRead, ShipmentRead
-from stockflow.orders.service import promises_for, to_read
+from stockflow.orders.service import promises_for, tell_ready_to_ship, to_read
 from stockflow.orders.states import (
     InvalidStateTransition,
     OrderEvent,
@@ -153,12 +155,18 @@ async def ship_order(
         before=before.model_dump(mode="json"),
         after={**after.model_dump(mode="json"), "shipment_id": shipment_id},
     )
+    shipped = [ShipmentLineRead(sku=line.sku, quantity=line.quantity) for line in requested]
+    await outbox.record(
+        session,
+        EventType.ORDER_SHIPPED,
+        object_type="order",
+        object_id=order.id,
+        obj=after,
+        now=now,
+        shipment={"id": shipment_id, "lines": shipped, "created_at": now},
+    )
     return ShipmentRead(
-        id=shipment_id,
-        order_id=order.id,
-        lines=[ShipmentLineRead(sku=line.sku, quantity=line.quantity) for line in requested],
-        created_at=now,
-        order=after,
+        id=shipment_id, order_id=order.id, lines=shipped, created_at=now, order=after
     )
 
 
@@ -214,6 +222,7 @@ async def cancel_order(
         )
     await repository.add_movements(session, movements)
     # Product rows after every stock row, in SKU order, as placement takes them.
+    served: list[backlog.Allocation] = []
     for line in sorted(lines, key=lambda item: item.sku):
         if backordered[line.product_id] > 0:
             await po_repository.add_backlog(
@@ -221,10 +230,21 @@ async def cancel_order(
             )
         if line.product_id in after_release:
             # The row is still locked, so it is as the release left it.
-            await backlog.serve(
-                session, stock=after_release[line.product_id], actor_id=actor.id, now=now
+            served.extend(
+                await backlog.serve(
+                    session, stock=after_release[line.product_id], actor_id=actor.id, now=now
+                )
             )
     after = to_read(order, lines)
+    await outbox.record(
+        session,
+        EventType.ORDER_CANCELLED,
+        object_type="order",
+        object_id=order.id,
+        obj=after,
+        now=now,
+    )
+    await tell_ready_to_ship(session, (allocation.order_id for allocation in served), now=now)
     if actor.is_staff:
         await audit.record(
             session,

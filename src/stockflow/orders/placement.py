@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,8 +26,12 @@ from stockflow.errors import (
     InvalidRequest,
     UnknownCustomer,
 )
+from stockflow.events import outbox
+from stockflow.events import repository as events_repository
+from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.inventory import backlog
+from stockflow.inventory import service as inventory
 from stockflow.inventory.policy import (
     ProductRules,
     ShortagePolicy,
@@ -42,7 +46,7 @@ from stockflow.orders.schemas import (
     OrderRead,
 )
 from stockflow.orders.service import OrderLimits, customer_for
-from stockflow.orders.states import fulfilment_flag, initial_status
+from stockflow.orders.states import OrderStatus, fulfilment_flag, initial_status
 from stockflow.purchasing import po_repository, replenishment
 from stockflow.purchasing.po_repository import Counters, SupplierTerms
 from stockflow.purchasing.replenishment import PlannedLine
@@ -226,6 +230,57 @@ async def _reserve(
     return outcomes
 
 
+def _order_read(
+    order: dict[str, Any],
+    line_rows: list[dict[str, Any]],
+    status: OrderStatus,
+    promised: dict[str, date | None],
+) -> OrderRead:
+    # Built from values placing computed, so not validated again (the hot path).
+    return OrderRead.model_construct(
+        id=order["id"],
+        customer_id=order["customer_id"],
+        status=status,
+        fulfilment=fulfilment_flag(backordered_units=sum(r["backordered"] for r in line_rows)),
+        currency=order["currency"],
+        subtotal=order["subtotal"],
+        shipping_amount=order["shipping_amount"],
+        tax_amount=order["tax_amount"],
+        discount_amount=order["discount_amount"],
+        total=order["total"],
+        lines=[
+            OrderLineRead.model_construct(
+                sku=row["sku"],
+                quantity=row["quantity"],
+                unit_price=row["unit_price"],
+                line_total=row["line_total"],
+                allocated=row["allocated"],
+                backordered=row["backordered"],
+                shipped=row["shipped"],
+                expected_available_date=promised.get(row["id"]),
+            )
+            for row in line_rows
+        ],
+        metadata=order["metadata"],
+        cancel_reason=None,
+        created_at=order["created_at"],
+        updated_at=order["updated_at"],
+        cancelled_at=None,
+    )
+
+
+def _order_events(read: OrderRead, now: datetime) -> list[dict[str, Any]]:
+    """``order.created``, and ``order.backordered`` after it when a line waits for stock."""
+    data = outbox.render_data(read)
+    types = [EventType.ORDER_CREATED]
+    if any(line.backordered for line in read.lines):
+        types.append(EventType.ORDER_BACKORDERED)
+    return [
+        outbox.event_row(kind, object_type="order", object_id=read.id, data=data, now=now)
+        for kind in types
+    ]
+
+
 async def place_order(
     session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
 ) -> OrderRead:
@@ -310,59 +365,51 @@ async def place_order(
         for outcome in outcomes
         if outcome.allocated > 0
     ]
-    await repository.insert_order(
-        session,
-        order={
-            "id": order_id,
-            "customer_id": checked.customer_id,
-            "status": status.value,
-            "currency": checked.priced.currency,
-            "subtotal": checked.priced.subtotal,
-            "shipping_amount": checked.priced.shipping_amount,
-            "tax_amount": checked.priced.tax_amount,
-            "discount_amount": checked.priced.discount_amount,
-            "total": checked.priced.total,
-            "metadata": data.metadata,
-            "placed_by": actor.id,
-            "created_at": now,
-            "updated_at": now,
-        },
-        lines=line_rows,
-        movements=movement_rows,
-    )
+    order_row = {
+        "id": order_id,
+        "customer_id": checked.customer_id,
+        "status": status.value,
+        "currency": checked.priced.currency,
+        "subtotal": checked.priced.subtotal,
+        "shipping_amount": checked.priced.shipping_amount,
+        "tax_amount": checked.priced.tax_amount,
+        "discount_amount": checked.priced.discount_amount,
+        "total": checked.priced.total,
+        "metadata": data.metadata,
+        "placed_by": actor.id,
+        "created_at": now,
+        "updated_at": now,
+    }
     waiting = [row["product_id"] for row in line_rows if row["backordered"] > 0]
-    promised = await backlog.promises(session, waiting) if waiting else {}
-    # Built from values this function computed, so not validated again (the hot path).
-    read = OrderRead.model_construct(
-        id=order_id,
-        customer_id=checked.customer_id,
-        status=status,
-        fulfilment=fulfilment_flag(backordered_units=sum(r["backordered"] for r in line_rows)),
-        currency=checked.priced.currency,
-        subtotal=checked.priced.subtotal,
-        shipping_amount=checked.priced.shipping_amount,
-        tax_amount=checked.priced.tax_amount,
-        discount_amount=checked.priced.discount_amount,
-        total=checked.priced.total,
-        lines=[
-            OrderLineRead.model_construct(
-                sku=row["sku"],
-                quantity=row["quantity"],
-                unit_price=row["unit_price"],
-                line_total=row["line_total"],
-                allocated=row["allocated"],
-                backordered=row["backordered"],
-                shipped=row["shipped"],
-                expected_available_date=promised.get(row["id"]),
-            )
-            for row in line_rows
-        ],
-        metadata=data.metadata,
-        cancel_reason=None,
-        created_at=now,
-        updated_at=now,
-        cancelled_at=None,
-    )
+    if not waiting:
+        # The common case: the order as the API shows it is known before it is written,
+        # so its event travels in the same statement as the order.
+        read = _order_read(order_row, line_rows, status, {})
+        await repository.insert_order(
+            session,
+            order=order_row,
+            lines=line_rows,
+            movements=movement_rows,
+            events=_order_events(read, now),
+        )
+    else:
+        # Promise dates count this order's own lines in the queue, so they are read after
+        # the lines are written.
+        await repository.insert_order(
+            session, order=order_row, lines=line_rows, movements=movement_rows
+        )
+        read = _order_read(order_row, line_rows, status, await backlog.promises(session, waiting))
+        await events_repository.add(session, _order_events(read, now))
+    for outcome in outcomes:
+        await inventory.tell_if_low(
+            session,
+            product_id=outcome.line.product_id,
+            sku=outcome.line.sku,
+            threshold=checked.product_rules[outcome.line.product_id].low_stock_threshold,
+            available_before=outcome.available_after + outcome.allocated,
+            available_after=outcome.available_after,
+            now=now,
+        )
     if actor.is_staff:
         await audit.record(
             session,

@@ -17,6 +17,7 @@ from stockflow.db.base import table_of
 from stockflow.db.driver import pg_driver
 from stockflow.db.models import (
     Customer,
+    Event,
     Location,
     Order,
     OrderLine,
@@ -91,6 +92,7 @@ _CATALOG = select(
     _PRODUCTS.c.replenish_buffer_pct,
     _PRODUCTS.c.reorder_point,
     _PRODUCTS.c.reorder_up_to,
+    _PRODUCTS.c.low_stock_threshold,
 ).where(_PRODUCTS.c.sku.in_(bindparam("skus", expanding=True)))
 _CUSTOMER_EXISTS = select(_CUSTOMERS.c.id).where(_CUSTOMERS.c.id == bindparam("customer_id"))
 _DEFAULT_LOCATION_ID = (
@@ -107,6 +109,7 @@ _RESERVE = (
 _INSERT_ORDER = insert(table_of(Order))
 _INSERT_LINES = insert(table_of(OrderLine))
 _INSERT_MOVEMENTS = insert(table_of(StockMovement))
+_INSERT_EVENTS = insert(table_of(Event))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ class OrderCatalog:
 
 _PG_CATALOG = """
 SELECT p.id, p.sku, p.unit_price, p.currency, p.active, p.shortage_policy,
-       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to,
+       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to, p.low_stock_threshold,
        ($2::varchar IS NULL OR EXISTS (SELECT 1 FROM customers c WHERE c.id = $2)) AS customer
 FROM products p
 WHERE p.sku = ANY($1::varchar[])
@@ -130,7 +133,7 @@ WHERE p.sku = ANY($1::varchar[])
 
 def _entry(row: Any, entries: dict[str, CatalogEntry], rules: dict[str, ProductRules]) -> None:
     entries[row[1]] = CatalogEntry(row[0], row[1], row[2], row[3], row[4])
-    rules[row[0]] = ProductRules(ShortagePolicy(row[5]), row[6], row[7], row[8])
+    rules[row[0]] = ProductRules(ShortagePolicy(row[5]), row[6], row[7], row[8], row[9])
 
 
 async def order_catalog(
@@ -146,7 +149,7 @@ async def order_catalog(
         rows = await driver.fetch(_PG_CATALOG, list(skus), customer_id)
         for row in rows:
             _entry(row, entries, product_rules)
-        return OrderCatalog(entries, product_rules, all(row[9] for row in rows))
+        return OrderCatalog(entries, product_rules, all(row[10] for row in rows))
     connection = await session.connection()
     for row in await connection.execute(_CATALOG, {"skus": list(skus)}):
         _entry(row, entries, product_rules)
@@ -204,7 +207,7 @@ reserved AS (
     RETURNING s.product_id, s.location_id, s.on_hand, s.reserved
 )
 SELECT p.id, p.sku, p.unit_price, p.currency, p.active, p.shortage_policy,
-       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to,
+       p.replenish_buffer_pct, p.reorder_point, p.reorder_up_to, p.low_stock_threshold,
        ($4::varchar IS NULL OR EXISTS (SELECT 1 FROM customers c WHERE c.id = $4)) AS customer,
        r.location_id, r.on_hand, r.reserved
 FROM products p
@@ -246,9 +249,9 @@ async def reserve_from_catalog(
     changes: dict[str, StockChange] = {}
     for row in rows:
         _entry(row, entries, product_rules)
-        if row[10] is not None:
-            changes[row[0]] = StockChange(row[0], row[10], row[11], row[12])
-    catalog = OrderCatalog(entries, product_rules, all(row[9] for row in rows))
+        if row[11] is not None:
+            changes[row[0]] = StockChange(row[0], row[11], row[12], row[13])
+    catalog = OrderCatalog(entries, product_rules, all(row[10] for row in rows))
     return catalog, changes
 
 
@@ -342,14 +345,16 @@ _LINE_COLUMNS = (
     "id", "order_id", "product_id", "sku", "position", "quantity", "unit_price", "line_total",
     "allocated", "backordered", "shipped",
 )  # fmt: skip
+_EVENT_COLUMNS = ("id", "type", "object_type", "object_id", "data", "created_at")
 _MOVEMENT_COLUMNS = (
     "id", "product_id", "location_id", "on_hand_delta", "reserved_delta", "on_hand_after",
     "reserved_after", "reason", "note", "actor", "order_id", "purchase_order_id", "created_at",
 )  # fmt: skip
-# The order, its lines and its ledger rows in one statement: the lines and movements travel
-# as one array per column, so the text (and asyncpg's prepared statement) is the same for
-# any number of lines. Foreign keys are checked at the end of the statement, when the
-# order row is there. Columns in the order of the tuples above.
+# The order, its lines, its ledger rows and its events in one statement: the lines,
+# movements and events travel as one array per column, so the text (and asyncpg's
+# prepared statement) is the same for any number of lines. Foreign keys are checked at
+# the end of the statement, when the order row is there. Columns in the order of the
+# tuples above.
 _PG_INSERT_ORDER = """
 WITH new_order AS (
     INSERT INTO orders (
@@ -366,6 +371,13 @@ new_lines AS (
     SELECT * FROM unnest(
         $14::varchar[], $15::varchar[], $16::varchar[], $17::varchar[], $18::int[],
         $19::int[], $20::bigint[], $21::bigint[], $22::int[], $23::int[], $24::int[]
+    )
+),
+new_events AS (
+    INSERT INTO events (id, type, object_type, object_id, data, created_at)
+    SELECT * FROM unnest(
+        $38::varchar[], $39::varchar[], $40::varchar[], $41::varchar[], $42::text[],
+        $43::timestamptz[]
     )
 )
 INSERT INTO stock_movements (
@@ -390,6 +402,7 @@ async def insert_order(
     order: dict[str, Any],
     lines: list[dict[str, Any]],
     movements: list[dict[str, Any]],
+    events: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Rows keyed by column name (``metadata``, not the attribute ``metadata_``)."""
     driver = await pg_driver(session)
@@ -401,6 +414,7 @@ async def insert_order(
             *head,
             *_columns(lines, _LINE_COLUMNS),
             *_columns(movements, _MOVEMENT_COLUMNS),
+            *_columns(events, _EVENT_COLUMNS),
         )
         return
     connection = await session.connection()
@@ -409,6 +423,8 @@ async def insert_order(
     await connection.execute(_INSERT_LINES.values(lines))
     if movements:
         await connection.execute(_INSERT_MOVEMENTS.values(movements))
+    if events:
+        await connection.execute(_INSERT_EVENTS.values(list(events)))
 
 
 async def add_movements(session: AsyncSession, movements: list[dict[str, Any]]) -> None:
@@ -426,6 +442,13 @@ async def get_for_update(session: AsyncSession, order_id: str) -> Order | None:
 
 async def get(session: AsyncSession, order_id: str) -> Order | None:
     return await session.get(Order, order_id)
+
+
+async def get_many(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, Order]:
+    rows = await session.scalars(
+        select(Order).where(Order.id.in_(order_ids)).execution_options(populate_existing=True)
+    )
+    return {order.id: order for order in rows}
 
 
 async def lines_of(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, list[OrderLine]]:

@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockflow.auth.roles import Principal
 from stockflow.db.models import PurchaseOrderLine
 from stockflow.errors import InvalidRequest, ServiceUnavailable
+from stockflow.events.types import EventType
 from stockflow.inventory import backlog
 from stockflow.inventory import repository as inventory
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders
 from stockflow.orders import rules
+from stockflow.orders import service as orders_service
 from stockflow.purchasing import po_repository, po_service, replenishment
 from stockflow.purchasing.po_schemas import (
     MAX_PO_QUANTITY,
@@ -108,7 +110,7 @@ async def cancel(
         actor_id=actor.id,
         now=now,
     )
-    read = await po_service.read(session, po_id)
+    read = await po_service.tell(session, EventType.PURCHASE_ORDER_CANCELLED, po_id, now=now)
     await po_service.record(session, actor, "purchase_order.cancelled", before, read)
     return read
 
@@ -237,6 +239,15 @@ async def receive(
             "updated_at": now,
         },
     )
-    read = await po_service.read(session, po_id)
+    read = await po_service.tell(
+        session,
+        EventType.PURCHASE_ORDER_RECEIVED,
+        po_id,
+        now=now,
+        receipt={"lines": received, "note": data.note, "received_at": now},
+    )
     await po_service.record(session, actor, "purchase_order.received", before, read)
+    await orders_service.tell_ready_to_ship(
+        session, (allocation.order_id for allocation in allocations), now=now
+    )
     return ReceiptRead(purchase_order=read, received=received, allocations=allocations)

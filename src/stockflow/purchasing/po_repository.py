@@ -165,8 +165,9 @@ async def counters(session: AsyncSession, product_ids: Sequence[str]) -> dict[st
 
 async def replenishment_draft(
     session: AsyncSession, *, supplier_id: str, submit_after: datetime, actor_id: str, now: datetime
-) -> str:
-    """The supplier's open replenishment draft, created if there is none, row-locked.
+) -> tuple[str, bool]:
+    """The supplier's open replenishment draft, created if there is none, row-locked; and
+    whether this call created it.
 
     The partial unique index allows one such draft per supplier, so concurrent orders
     either create it or wait for the one that did; a draft submitted while this one
@@ -176,7 +177,7 @@ async def replenishment_draft(
     make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     draft_filter = (PurchaseOrder.status == "draft") & (PurchaseOrder.origin == "replenishment")
     for _ in range(5):
-        await session.execute(
+        created = await session.scalar(
             make_insert(PurchaseOrder)
             .values(
                 id=new_id("po"),
@@ -193,6 +194,7 @@ async def replenishment_draft(
             .on_conflict_do_nothing(
                 index_elements=["supplier_id"], index_where=text(_DRAFT_PREDICATE)
             )
+            .returning(PurchaseOrder.id)
         )
         found = await session.scalar(
             update(PurchaseOrder)
@@ -203,7 +205,7 @@ async def replenishment_draft(
             .execution_options(synchronize_session=False)
         )
         if found is not None:
-            return found
+            return found, created is not None
     raise RuntimeError(f"no replenishment draft for supplier {supplier_id} after 5 attempts")
 
 
@@ -394,6 +396,7 @@ async def product_rules(
             Product.replenish_buffer_pct,
             Product.reorder_point,
             Product.reorder_up_to,
+            Product.low_stock_threshold,
         ).where(Product.id.in_(product_ids))
     )
     return {
@@ -404,6 +407,7 @@ async def product_rules(
                 row.replenish_buffer_pct,
                 row.reorder_point,
                 row.reorder_up_to,
+                row.low_stock_threshold,
             ),
         )
         for row in rows.all()

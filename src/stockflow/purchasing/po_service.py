@@ -10,6 +10,7 @@ by SKU), then the PO row.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,8 @@ from stockflow.auth.roles import Principal
 from stockflow.db.models import PurchaseOrder, PurchaseOrderLine
 from stockflow.db.pagination import Page
 from stockflow.errors import InvalidRequest, NotFound, UnknownSku
+from stockflow.events import outbox
+from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.inventory.queue import expected_arrival
 from stockflow.observability.logging import get_logger
@@ -194,9 +197,27 @@ async def create_purchase_order(
             for line in requested
         ],
     )
-    created = await read(session, po_id)
+    created = await tell(session, EventType.PURCHASE_ORDER_CREATED, po_id, now=now)
     await record(session, actor, "purchase_order.created", None, created)
     return created
+
+
+async def tell(
+    session: AsyncSession, event_type: EventType, po_id: str, *, now: datetime, **extra: Any
+) -> PurchaseOrderRead:
+    """Write a purchase order's event, with the PO as it is now; callers have just changed
+    its row (so hold its lock). Returns the PO as the event shows it."""
+    shown = await read(session, po_id)
+    await outbox.record(
+        session,
+        event_type,
+        object_type="purchase_order",
+        object_id=po_id,
+        obj=shown,
+        now=now,
+        **extra,
+    )
+    return shown
 
 
 async def record(
@@ -247,7 +268,7 @@ async def submit(session: AsyncSession, *, actor: Principal, po_id: str) -> Purc
         action=PurchaseOrderAction.SUBMIT,
         values={"status": "submitted", "submitted_at": now, "updated_at": now},
     )
-    submitted = await read(session, po_id)
+    submitted = await tell(session, EventType.PURCHASE_ORDER_SUBMITTED, po_id, now=now)
     await record(session, actor, "purchase_order.submitted", before, submitted)
     return submitted
 
@@ -271,7 +292,7 @@ async def acknowledge(
             PurchaseOrderStatus((await found(session, po_id)).status),
             PurchaseOrderAction.ACKNOWLEDGE,
         )
-    after_ = await read(session, po_id)
+    after_ = await tell(session, EventType.PURCHASE_ORDER_ACKNOWLEDGED, po_id, now=now)
     await record(session, actor, "purchase_order.acknowledged", before, after_)
     return after_
 
@@ -280,5 +301,6 @@ async def submit_due(session: AsyncSession, *, now: datetime) -> list[str]:
     """Submit the replenishment drafts whose consolidation window has closed."""
     submitted = await po_repository.submit_due_drafts(session, now=now)
     for po_id in submitted:
+        await tell(session, EventType.PURCHASE_ORDER_SUBMITTED, po_id, now=now)
         log.info("purchase_order_submitted", purchase_order_id=po_id, by="consolidation")
     return submitted

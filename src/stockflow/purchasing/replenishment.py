@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.inventory.policy import (
     Explanation,
@@ -23,7 +24,7 @@ from stockflow.inventory.policy import (
     backorder_quantity,
 )
 from stockflow.orders import repository as orders
-from stockflow.purchasing import po_repository
+from stockflow.purchasing import po_repository, po_service
 from stockflow.purchasing.po_repository import SupplierTerms
 
 
@@ -62,7 +63,7 @@ async def place(
     placed: dict[str, str] = {}
     for supplier_id in sorted(by_supplier):
         if consolidation_seconds > 0:
-            po_id = await po_repository.replenishment_draft(
+            po_id, opened = await po_repository.replenishment_draft(
                 session,
                 supplier_id=supplier_id,
                 submit_after=now + timedelta(seconds=consolidation_seconds),
@@ -70,7 +71,7 @@ async def place(
                 now=now,
             )
         else:
-            po_id = new_id("po")
+            po_id, opened = new_id("po"), True
             await po_repository.insert_purchase_order(
                 session,
                 {
@@ -106,6 +107,10 @@ async def place(
             ],
         )
         placed[supplier_id] = po_id
+        if opened:
+            await po_service.tell(session, EventType.PURCHASE_ORDER_CREATED, po_id, now=now)
+        if consolidation_seconds == 0:
+            await po_service.tell(session, EventType.PURCHASE_ORDER_SUBMITTED, po_id, now=now)
     return placed
 
 

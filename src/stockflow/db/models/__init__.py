@@ -4,6 +4,7 @@ from stockflow.db.models.audit import AuditRecord
 from stockflow.db.models.auth import ApiKey
 from stockflow.db.models.catalog import Product
 from stockflow.db.models.customers import Customer
+from stockflow.db.models.events import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
 from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
@@ -18,6 +19,9 @@ __all__ = [
     "ApiKey",
     "AuditRecord",
     "Customer",
+    "Delivery",
+    "DeliveryAttempt",
+    "Event",
     "IdempotencyRecord",
     "Location",
     "Order",
@@ -31,4 +35,5 @@ __all__ = [
     "StockMovement",
     "Supplier",
     "SupplierProduct",
+    "WebhookEndpoint",
 ]

@@ -28,6 +28,10 @@ class Product(Base):
             "AND reorder_up_to >= reorder_point)",
             name="reorder_up_to_at_least_point",
         ),
+        CheckConstraint(
+            "low_stock_threshold IS NULL OR low_stock_threshold >= 0",
+            name="low_stock_threshold_non_negative",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -49,6 +53,8 @@ class Product(Base):
     replenish_buffer_pct: Mapped[int] = mapped_column(Integer, server_default="20")
     reorder_point: Mapped[int | None] = mapped_column(Integer)
     reorder_up_to: Mapped[int | None] = mapped_column(Integer)
+    # ``stock.low`` is told when an order or an adjustment takes available to this or below.
+    low_stock_threshold: Mapped[int | None] = mapped_column(Integer)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Third parties, each behind a small interface, built in the composition roots."""

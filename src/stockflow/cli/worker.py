@@ -1,0 +1,50 @@
+"""``stockflow worker``: every background job, as a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from stockflow.cli._common import console, load_settings
+from stockflow.db.engine import Database
+from stockflow.workers.runner import Worker, build_relay
+
+
+def worker(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Hand out and send what is due now, once, then exit (no housekeeping).",
+        ),
+    ] = False,
+) -> None:
+    """Run the background jobs: the outbox relay (webhook deliveries with retries),
+    housekeeping (pruning past retention) and the submission of consolidated purchase
+    orders. Run as many as you like beside the servers: they share the work safely. On
+    SIGTERM or Ctrl-C the jobs in hand are finished before it exits. Serving with
+    STOCKFLOW_WORKER_IN_PROCESS=false leaves these jobs to this command."""
+    settings = load_settings()
+
+    async def main() -> None:
+        database = Database(settings)
+        relay = build_relay(settings, database)
+        try:
+            if once:
+                attempted = await relay.run_once()
+                console.print(f"deliveries attempted: {attempted}")
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            console.print("Stockflow worker running; SIGTERM or Ctrl-C stops it.")
+            await Worker(settings, database, relay).run(stop)
+        finally:
+            await relay.aclose()
+            await database.dispose()
+
+    asyncio.run(main())

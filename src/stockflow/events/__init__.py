@@ -1,0 +1,1 @@
+"""Events: what happened, written in the same transaction as the change (the outbox)."""

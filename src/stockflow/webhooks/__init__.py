@@ -1,0 +1,1 @@
+"""Webhook endpoints: who hears about events, and how deliveries to them are retried."""

@@ -1,0 +1,262 @@
+"""The relay's queries: handing events to their receivers (fan-out), claiming due
+deliveries under a lease, and writing what each attempt got.
+
+Claims take rows with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's single writer
+serialises them anyway), never "everything after the last id seen": ids and sequence
+numbers are given at insert, and a transaction that commits late would be skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from stockflow.db.base import table_of
+from stockflow.db.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
+
+_INSERT_ATTEMPT = insert(table_of(DeliveryAttempt))
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    seq: int
+    id: str
+    type: str
+    object_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: str
+    events: list[str]
+    created_at: datetime
+
+
+async def anything_to_do(session: AsyncSession, *, now: datetime) -> bool:
+    """A cheap read first, so an idle relay does not take SQLite's write lock every poll."""
+    undispatched = select(Event.seq).where(Event.dispatched_at.is_(None)).limit(1)
+    due = (
+        select(Delivery.id)
+        .where(Delivery.status == "pending")
+        .where(Delivery.next_attempt_at <= now)
+        .limit(1)
+    )
+    return (await session.scalar(undispatched)) is not None or (
+        await session.scalar(due)
+    ) is not None
+
+
+async def claim_undispatched(session: AsyncSession, *, limit: int) -> list[NewEvent]:
+    rows = await session.execute(
+        select(Event.seq, Event.id, Event.type, Event.object_id, Event.created_at)
+        .where(Event.dispatched_at.is_(None))
+        .order_by(Event.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [NewEvent(*row) for row in rows]
+
+
+async def subscribers(session: AsyncSession) -> list[Subscriber]:
+    rows = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.created_at).where(
+            WebhookEndpoint.enabled.is_(True)
+        )
+    )
+    return [Subscriber(*row) for row in rows]
+
+
+async def mark_dispatched(session: AsyncSession, seqs: Sequence[int], *, now: datetime) -> None:
+    await session.execute(
+        update(Event)
+        .where(Event.seq.in_(seqs))
+        .values(dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery, with what sending it needs."""
+
+    delivery_id: str
+    lease_token: str
+    attempts: int
+    max_attempts: int
+    target_id: str
+    event_id: str
+    event_type: str
+    event_created_at: datetime
+    data: str
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+
+
+def _claimable(now: datetime, busy_targets: Sequence[str]) -> Any:
+    earlier = aliased(Delivery)
+    stmt = (
+        select(Delivery.id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == Delivery.target_id)
+        .where(Delivery.status == "pending")
+        .where(Delivery.next_attempt_at <= now)
+        .where(or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now))
+        .where(WebhookEndpoint.enabled.is_(True))
+        # An object's events reach a receiver in the order they happened: a delivery waits
+        # while an earlier one of its object to the same receiver is still pending...
+        .where(
+            ~exists().where(
+                and_(
+                    earlier.target_id == Delivery.target_id,
+                    earlier.object_id == Delivery.object_id,
+                    earlier.event_seq < Delivery.event_seq,
+                    earlier.status == "pending",
+                )
+            )
+        )
+        # ...or while an earlier event of its object has not been handed out yet.
+        .where(
+            ~exists().where(
+                and_(
+                    Event.object_id == Delivery.object_id,
+                    Event.seq < Delivery.event_seq,
+                    Event.dispatched_at.is_(None),
+                )
+            )
+        )
+    )
+    if busy_targets:
+        stmt = stmt.where(Delivery.target_id.not_in(busy_targets))
+    return stmt
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    lease_token: str,
+    limit: int,
+    busy_targets: Sequence[str] = (),
+) -> list[Job]:
+    """Lease up to ``limit`` due deliveries (soonest first) and return them as jobs."""
+    chosen = (
+        _claimable(now, busy_targets)
+        .order_by(Delivery.next_attempt_at, Delivery.event_seq)
+        .limit(limit)
+        .with_for_update(of=Delivery, skip_locked=True)
+    )
+    claimed = list(
+        (
+            await session.scalars(
+                update(Delivery)
+                .where(Delivery.id.in_(chosen.scalar_subquery()))
+                .values(lease_until=lease_until, lease_token=lease_token, updated_at=now)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+    )
+    if not claimed:
+        return []
+    rows = await session.execute(
+        select(
+            Delivery.id,
+            Delivery.attempts,
+            Delivery.max_attempts,
+            Delivery.target_id,
+            Event.id,
+            Event.type,
+            Event.created_at,
+            Event.data,
+            WebhookEndpoint.url,
+            WebhookEndpoint.secret,
+            WebhookEndpoint.previous_secret,
+            WebhookEndpoint.previous_secret_expires_at,
+        )
+        .join(Event, Event.id == Delivery.event_id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == Delivery.target_id)
+        .where(Delivery.id.in_(claimed))
+        .order_by(Delivery.next_attempt_at, Delivery.event_seq)
+    )
+    return [
+        Job(
+            row[0],
+            lease_token,
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            row[11],
+        )
+        for row in rows
+    ]
+
+
+async def record_attempt(
+    session: AsyncSession,
+    *,
+    attempt_id: str,
+    delivery_id: str,
+    now: datetime,
+    status_code: int | None,
+    latency_ms: int,
+    error: str | None,
+) -> None:
+    await (await session.connection()).execute(
+        _INSERT_ATTEMPT,
+        [
+            {
+                "id": attempt_id,
+                "delivery_id": delivery_id,
+                "attempted_at": now,
+                "status_code": status_code,
+                "latency_ms": latency_ms,
+                "error": error,
+            }
+        ],
+    )
+
+
+async def finish(session: AsyncSession, *, job: Job, values: dict[str, Any], now: datetime) -> bool:
+    """Write an attempt's result, if the lease is still this worker's (a worker whose
+    lease ran out lost the delivery to another, which writes its own result)."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == job.delivery_id)
+        .where(Delivery.lease_token == job.lease_token)
+        .values(**values, lease_until=None, lease_token=None, updated_at=now)
+        .returning(literal(1))
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
+
+
+async def disable_endpoint(
+    session: AsyncSession, *, endpoint_id: str, reason: str, now: datetime
+) -> None:
+    await session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .values(
+            enabled=False,
+            disabled_reason=reason,
+            updated_at=now,
+            version=WebhookEndpoint.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,268 @@
+"""The outbox relay: hands committed events to the webhook endpoints that want them, and
+delivers them, retrying with backoff, at least once.
+
+Two steps, each its own short transaction, neither holding a lock across a network call:
+
+1. *Dispatch*: claim a batch of events not yet handed out, write one delivery per
+   subscribed endpoint, mark the events handed out; all or nothing.
+2. *Deliver*: lease due deliveries (``lease_until``, ``lease_token``) and commit; send each
+   outside any transaction; write the result only if the lease is still ours. A worker
+   killed mid-send leaves a lease that runs out, and another worker sends again with the
+   same ``webhook-id`` (receivers drop the duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from stockflow.adapters.webhook_http import WebhookSender
+from stockflow.db.engine import Database
+from stockflow.events.types import wants
+from stockflow.ids import new_id
+from stockflow.observability.logging import get_logger
+from stockflow.webhooks import relay_queries as queries
+from stockflow.webhooks import repository, schedule, signing
+from stockflow.webhooks.relay_queries import Job
+from stockflow.webhooks.secrets import SecretBox
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    lease_seconds: float = 60.0
+    concurrency: int = 16
+    per_endpoint: int = 4
+    """Deliveries in flight to one endpoint at most: a slow one cannot take every slot."""
+    dispatch_batch: int = 500
+    poll_seconds: float = 0.5
+
+
+class Relay:
+    def __init__(
+        self,
+        database: Database,
+        sender: WebhookSender,
+        box: SecretBox,
+        *,
+        settings: RelaySettings | None = None,
+        clock: Clock = system_clock,
+        jitter: schedule.Jitter = schedule.random_jitter,
+    ) -> None:
+        self._database = database
+        self._sender = sender
+        self._box = box
+        self._settings = settings or RelaySettings()
+        self._clock = clock
+        self._jitter = jitter
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._per_endpoint: Counter[str] = Counter()
+
+    # --- 1. dispatch ------------------------------------------------------------------
+
+    async def dispatch_once(self) -> int:
+        """Hand one batch of events to their endpoints; the number of events handed out."""
+        now = self._clock()
+        async with self._database.transaction() as session:
+            events = await queries.claim_undispatched(session, limit=self._settings.dispatch_batch)
+            if not events:
+                return 0
+            endpoints = await queries.subscribers(session)
+            rows = [
+                {
+                    "id": new_id("whd"),
+                    "event_id": event.id,
+                    "event_seq": event.seq,
+                    "object_id": event.object_id,
+                    "target_type": "webhook",
+                    "target_id": endpoint.id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "max_attempts": schedule.MAX_ATTEMPTS,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for event in events
+                for endpoint in endpoints
+                # An endpoint hears of what happens from its creation on.
+                if wants(endpoint.events, event.type) and endpoint.created_at <= event.created_at
+            ]
+            await repository.add_deliveries(session, rows)
+            await queries.mark_dispatched(session, [event.seq for event in events], now=now)
+        return len(events)
+
+    # --- 2. deliver -------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[Job]:
+        now = self._clock()
+        busy = [
+            endpoint
+            for endpoint, count in self._per_endpoint.items()
+            if count >= self._settings.per_endpoint
+        ]
+        async with self._database.transaction() as session:
+            return await queries.claim_due(
+                session,
+                now=now,
+                lease_until=now + timedelta(seconds=self._settings.lease_seconds),
+                lease_token=new_id("lse"),
+                limit=limit,
+                busy_targets=busy,
+            )
+
+    def _secrets(self, job: Job, now: datetime) -> list[str]:
+        secrets = [self._box.open(job.secret)]
+        if (
+            job.previous_secret is not None
+            and job.previous_secret_expires_at is not None
+            and job.previous_secret_expires_at > now
+        ):
+            secrets.append(self._box.open(job.previous_secret))
+        return secrets
+
+    async def deliver(self, job: Job) -> schedule.Verdict:
+        """Send one claimed delivery and write what came of it."""
+        now = self._clock()
+        body = signing.event_body(
+            event_id=job.event_id,
+            event_type=job.event_type,
+            created_at=job.event_created_at,
+            data=job.data,
+        )
+        reply = await self._sender.post(
+            job.url,
+            body=body,
+            headers=signing.headers(
+                message_id=job.event_id, body=body, secrets=self._secrets(job, now), now=now
+            ),
+        )
+        done = self._clock()
+        attempts = job.attempts + 1
+        outcome = schedule.after_attempt(
+            attempts=attempts,
+            max_attempts=job.max_attempts,
+            status_code=reply.status_code,
+            retry_after=schedule.parse_retry_after(reply.retry_after, now=done),
+            now=done,
+            jitter=self._jitter,
+        )
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "last_status_code": reply.status_code,
+            "last_error": reply.error,
+        }
+        if outcome.verdict is schedule.Verdict.DELIVERED:
+            values.update(status="delivered", delivered_at=done)
+        elif outcome.verdict is schedule.Verdict.DEAD:
+            values.update(status="dead")
+        else:
+            values.update(next_attempt_at=outcome.next_attempt_at)
+        async with self._database.transaction() as session:
+            await queries.record_attempt(
+                session,
+                attempt_id=new_id("wha"),
+                delivery_id=job.delivery_id,
+                now=now,
+                status_code=reply.status_code,
+                latency_ms=reply.latency_ms,
+                error=reply.error,
+            )
+            ours = await queries.finish(session, job=job, values=values, now=done)
+            if ours and outcome.verdict is schedule.Verdict.ENDPOINT_GONE:
+                await queries.disable_endpoint(
+                    session,
+                    endpoint_id=job.target_id,
+                    reason=f"the receiver answered 410 Gone at {done.isoformat()}",
+                    now=done,
+                )
+        log.info(
+            "webhook_attempt",
+            delivery_id=job.delivery_id,
+            endpoint_id=job.target_id,
+            event_id=job.event_id,
+            status_code=reply.status_code,
+            error=reply.error,
+            verdict=outcome.verdict.value,
+            lease_kept=ours,
+        )
+        if outcome.verdict is schedule.Verdict.DEAD:
+            log.warning(
+                "webhook_delivery_dead", delivery_id=job.delivery_id, endpoint_id=job.target_id
+            )
+        return outcome.verdict
+
+    # --- running ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._sender.aclose()
+
+    async def run_once(self) -> int:
+        """Dispatch everything waiting, then deliver what is due, waiting for the sends;
+        the number of deliveries attempted. For the CLI and tests; `run` is the loop."""
+        while await self.dispatch_once():
+            pass
+        jobs = await self.claim(self._settings.concurrency)
+        await asyncio.gather(*(self.deliver(job) for job in jobs))
+        return len(jobs)
+
+    def _start(self, job: Job) -> None:
+        self._per_endpoint[job.target_id] += 1
+        task = asyncio.create_task(self._deliver_logged(job))
+        self._in_flight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._in_flight.discard(finished)
+            self._per_endpoint[job.target_id] -= 1
+            if self._per_endpoint[job.target_id] <= 0:
+                del self._per_endpoint[job.target_id]
+
+        task.add_done_callback(done)
+
+    async def _deliver_logged(self, job: Job) -> None:
+        try:
+            await self.deliver(job)
+        except Exception:
+            # The lease runs out and the delivery is tried again.
+            log.exception("webhook_delivery_failed", delivery_id=job.delivery_id)
+
+    async def _round(self) -> bool:
+        """One pass of the loop; whether it found work (so the next need not wait)."""
+        now = self._clock()
+        async with self._database.transaction(write=False) as session:
+            if not await queries.anything_to_do(session, now=now):
+                return False
+        dispatched = await self.dispatch_once()
+        free = self._settings.concurrency - len(self._in_flight)
+        jobs = await self.claim(free) if free > 0 else []
+        for job in jobs:
+            self._start(job)
+        return dispatched > 0 or len(jobs) == free > 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; then finish the sends in hand (each bounded by its
+        timeout) and return."""
+        while not stop.is_set():
+            try:
+                busy = await self._round()
+            except Exception:
+                log.warning("relay_round_failed", exc_info=True)
+                busy = False
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
