@@ -85,7 +85,12 @@ async def running_receiver(script: Script = accept) -> AsyncIterator[Receiver]:
     receiver = Receiver(_free_port(), script)
     server = uvicorn.Server(
         uvicorn.Config(
-            receiver.app, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off"
+            receiver.app,
+            host="127.0.0.1",
+            port=receiver.port,
+            log_level="warning",
+            lifespan="off",
+            interface="asgi3",
         )
     )
     task = asyncio.create_task(server.serve())

@@ -66,7 +66,9 @@ class HttpWebhookSender:
                 follow_redirects=False,
                 trust_env=False,
                 headers={"user-agent": USER_AGENT},
-                limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+                # No cap here: the relay bounds what is in flight, per endpoint and in all,
+                # and a cap shared by endpoints on one host would let one starve another.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=4),
             )
             self._clients[key] = client
             if len(self._clients) > _MAX_CLIENTS:

@@ -207,6 +207,16 @@ async def claim_due(
     ]
 
 
+async def release(session: AsyncSession, delivery_ids: Sequence[str]) -> None:
+    """Hand claimed deliveries back untried."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids))
+        .values(lease_until=None, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def record_attempt(
     session: AsyncSession,
     *,

@@ -106,14 +106,13 @@ class Relay:
     # --- 2. deliver -------------------------------------------------------------------
 
     async def claim(self, limit: int) -> list[Job]:
+        """Lease up to ``limit`` due deliveries, at most ``per_endpoint`` in flight to any
+        one endpoint (those above it are handed back at once)."""
         now = self._clock()
-        busy = [
-            endpoint
-            for endpoint, count in self._per_endpoint.items()
-            if count >= self._settings.per_endpoint
-        ]
+        cap = self._settings.per_endpoint
+        busy = [endpoint for endpoint, count in self._per_endpoint.items() if count >= cap]
         async with self._database.transaction() as session:
-            return await queries.claim_due(
+            jobs = await queries.claim_due(
                 session,
                 now=now,
                 lease_until=now + timedelta(seconds=self._settings.lease_seconds),
@@ -121,6 +120,14 @@ class Relay:
                 limit=limit,
                 busy_targets=busy,
             )
+            taken: Counter[str] = Counter(self._per_endpoint)
+            kept, extra = [], []
+            for job in jobs:
+                taken[job.target_id] += 1
+                (kept if taken[job.target_id] <= cap else extra).append(job)
+            if extra:
+                await queries.release(session, [job.delivery_id for job in extra])
+        return kept
 
     def _secrets(self, job: Job, now: datetime) -> list[str]:
         secrets = [self._box.open(job.secret)]
