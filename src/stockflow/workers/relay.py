@@ -121,7 +121,8 @@ class Relay:
                 busy_targets=busy,
             )
             taken: Counter[str] = Counter(self._per_endpoint)
-            kept, extra = [], []
+            kept: list[Job] = []
+            extra: list[Job] = []
             for job in jobs:
                 taken[job.target_id] += 1
                 (kept if taken[job.target_id] <= cap else extra).append(job)
