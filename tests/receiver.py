@@ -45,6 +45,8 @@ class Receiver:
         chunks = []
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request: nothing was delivered
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break

@@ -22,6 +22,8 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "readiness_checks",
+    "inbox_messages",
     "delivery_attempts",
     "deliveries",
     "webhook_endpoints",

@@ -13,6 +13,7 @@ from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.models import PurchaseOrder
+from stockflow.orders import readiness
 from stockflow.workers import maintenance
 from tests.assertions import assert_problem
 from tests.backorders import (
@@ -93,8 +94,14 @@ async def test_a_refused_order_leaves_no_event(client: httpx.AsyncClient, keys: 
     assert await events(client, keys, type="order.created") == []
 
 
+async def settle(database: Database) -> list[str]:
+    """Run the worker's readiness job once: the orders it told ready to ship."""
+    async with database.transaction() as session:
+        return await readiness.settle(session, now=datetime.now(UTC))
+
+
 async def test_a_backordered_order_tells_created_then_backordered_then_ready_to_ship(
-    client: httpx.AsyncClient, keys: Keys
+    client: httpx.AsyncClient, keys: Keys, database: Database
 ) -> None:
     await backorder_product(client, keys, SKU, stock=2)
     placed = await place(client, keys, {SKU: 5})
@@ -112,8 +119,11 @@ async def test_a_backordered_order_tells_created_then_backordered_then_ready_to_
     ]
     await receive(client, keys, po["id"], {SKU: 2})
     # Two of three waiting units: still waiting, so not ready to ship yet.
+    assert await settle(database) == []
     assert "order.ready_to_ship" not in types_of(await events(client, keys, object_id=placed["id"]))
     await receive(client, keys, po["id"], {SKU: 1})
+    assert await settle(database) == [placed["id"]]
+    assert await settle(database) == []  # told once
     ready = (await events(client, keys, object_id=placed["id"]))[-1]
     assert ready["type"] == "order.ready_to_ship"
     assert ready["data"]["object"] == await order(client, keys, placed["id"])
@@ -127,7 +137,7 @@ async def test_a_backordered_order_tells_created_then_backordered_then_ready_to_
 
 
 async def test_a_cancellation_tells_its_reason_and_readies_the_order_it_serves(
-    client: httpx.AsyncClient, keys: Keys
+    client: httpx.AsyncClient, keys: Keys, database: Database
 ) -> None:
     await backorder_product(client, keys, SKU, stock=4)
     first = await place(client, keys, {SKU: 4})
@@ -143,6 +153,7 @@ async def test_a_cancellation_tells_its_reason_and_readies_the_order_it_serves(
     assert told["type"] == "order.cancelled"
     assert told["data"]["object"]["cancel_reason"] == "customer changed mind"
     assert told["data"]["object"] == cancelled.json()
+    assert await settle(database) == [waiting["id"]]
     ready = (await events(client, keys, object_id=waiting["id"]))[-1]
     assert ready["type"] == "order.ready_to_ship"
     assert ready["data"]["object"]["lines"][0]["allocated"] == 3

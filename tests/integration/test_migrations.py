@@ -16,6 +16,12 @@ from tests.support import empty_database
 
 TABLES = {
     "api_keys",
+    "deliveries",
+    "delivery_attempts",
+    "events",
+    "inbox_messages",
+    "readiness_checks",
+    "webhook_endpoints",
     "idempotency_records",
     "order_lines",
     "orders",
@@ -78,7 +84,9 @@ EXPECTED_CHECKS: dict[str, set[str | None]] = {
         "ck_products_replenish_buffer_pct_range",
         "ck_products_reorder_point_non_negative",
         "ck_products_reorder_up_to_at_least_point",
+        "ck_products_low_stock_threshold_non_negative",
     },
+    "deliveries": {"ck_deliveries_status_known", "ck_deliveries_target_type_known"},
     "stock_movements": {"ck_stock_movements_changes_something"},
     "api_keys": {"ck_api_keys_role_known", "ck_api_keys_customer_role_bound"},
     "supplier_products": {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,7 @@ class HttpWebhookSender:
         allow_private: bool,
         resolver: Resolver = addresses.system_resolver,
     ) -> None:
+        self._seconds = timeout_seconds
         self._timeout = httpx.Timeout(timeout_seconds)
         self._allow_private = allow_private
         self._resolver = resolver
@@ -88,17 +90,30 @@ class HttpWebhookSender:
             return int((time.monotonic() - started) * 1000)
 
         try:
+            # One deadline for the whole attempt, name resolution included: httpx's own
+            # timeouts bound each read, and a receiver trickling bytes would outlive the
+            # lease (and another worker would send the same delivery meanwhile).
+            async with asyncio.timeout(self._seconds):
+                return await self._post(url, body, headers, elapsed)
+        except TimeoutError:
+            return Reply(None, None, f"timed out after {self._seconds} s", elapsed())
+
+    async def _post(
+        self, url: str, body: str, headers: dict[str, str], elapsed: Callable[[], int]
+    ) -> Reply:
+        try:
             parsed = addresses.parse(url, allow_private=self._allow_private)
             target = await addresses.resolve(
                 parsed, allow_private=self._allow_private, resolver=self._resolver
             )
         except UnsafeUrl as exc:
             return Reply(None, None, f"refused: {exc}", elapsed())
-        extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+        host = parsed.raw_host.decode("ascii")
+        extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
         try:
             # Streamed and never read: only the status and headers matter, and a receiver
             # answering with a huge body costs nothing.
-            async with self._client(parsed.scheme, parsed.host).stream(
+            async with self._client(parsed.scheme, host).stream(
                 "POST",
                 parsed.copy_with(host=target.address),
                 content=body.encode(),
@@ -107,7 +122,7 @@ class HttpWebhookSender:
             ) as response:
                 status, retry_after = response.status_code, response.headers.get("retry-after")
         except httpx.TimeoutException:
-            return Reply(None, None, f"timed out after {self._timeout.read} s", elapsed())
+            return Reply(None, None, f"timed out after {self._seconds} s", elapsed())
         except httpx.HTTPError as exc:
             return Reply(None, None, f"{type(exc).__name__}: {exc}"[:500], elapsed())
         return Reply(status, retry_after, None, elapsed())

@@ -53,14 +53,20 @@ async def prune(session: AsyncSession, *, older_than: datetime) -> int:
         .where(Event.dispatched_at.is_not(None))
         .where(~exists().where((Delivery.event_id == Event.id) & (Delivery.status == "pending")))
         .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
     )
     ids = list((await session.scalars(done)).all())
     if not ids:
         return 0
-    deliveries = select(Delivery.id).where(Delivery.event_id.in_(ids))
-    await session.execute(
-        delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries))
+    # The events are locked, so no delivery of them can be added now; one retried by hand
+    # meanwhile is pending again and kept, and then its event's delete fails on the
+    # foreign key: the batch rolls back and the next round leaves that event alone.
+    finished = (
+        select(Delivery.id).where(Delivery.event_id.in_(ids)).where(Delivery.status != "pending")
     )
-    await session.execute(delete(Delivery).where(Delivery.event_id.in_(ids)))
+    await session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(finished)))
+    await session.execute(
+        delete(Delivery).where(Delivery.event_id.in_(ids)).where(Delivery.status != "pending")
+    )
     await session.execute(delete(Event).where(Event.id.in_(ids)))
     return len(ids)

@@ -75,6 +75,11 @@ async def serve(
         )
     await orders.add_movements(session, movements)
     await po_repository.add_backlog(session, product_id=stock.product_id, units=-total)
+    # Whether an order now waits for nothing is decided later, with its row locked
+    # (`stockflow.orders.readiness`): an insert here takes no lock another waits on.
+    await orders.add_readiness_checks(
+        session, sorted({line.order_id for line, _units in given}), now=now
+    )
     return [Allocation(line.order_id, line.line_id, units) for line, units in given]
 
 

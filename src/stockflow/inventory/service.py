@@ -26,7 +26,6 @@ from stockflow.inventory.schemas import (
     LocationStock,
     MovementRead,
 )
-from stockflow.orders import service as orders_service
 from stockflow.orders.repository import StockChange
 from stockflow.purchasing import po_repository
 
@@ -247,9 +246,6 @@ async def adjust_stock(
             available_after=on_hand_after - reserved_after,
             now=now,
         )
-    await orders_service.tell_ready_to_ship(
-        session, (allocation.order_id for allocation in served), now=now
-    )
     return read
 
 

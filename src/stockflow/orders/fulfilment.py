@@ -24,7 +24,7 @@ from stockflow.inventory import backlog
 from stockflow.orders import repository, rules
 from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import OrderRead, ShipmentCreate, ShipmentLineRead, ShipmentRead
-from stockflow.orders.service import promises_for, tell_ready_to_ship, to_read
+from stockflow.orders.service import promises_for, to_read
 from stockflow.orders.states import (
     InvalidStateTransition,
     OrderEvent,
@@ -222,7 +222,6 @@ async def cancel_order(
         )
     await repository.add_movements(session, movements)
     # Product rows after every stock row, in SKU order, as placement takes them.
-    served: list[backlog.Allocation] = []
     for line in sorted(lines, key=lambda item: item.sku):
         if backordered[line.product_id] > 0:
             await po_repository.add_backlog(
@@ -230,10 +229,8 @@ async def cancel_order(
             )
         if line.product_id in after_release:
             # The row is still locked, so it is as the release left it.
-            served.extend(
-                await backlog.serve(
-                    session, stock=after_release[line.product_id], actor_id=actor.id, now=now
-                )
+            await backlog.serve(
+                session, stock=after_release[line.product_id], actor_id=actor.id, now=now
             )
     after = to_read(order, lines)
     await outbox.record(
@@ -244,7 +241,6 @@ async def cancel_order(
         obj=after,
         now=now,
     )
-    await tell_ready_to_ship(session, (allocation.order_id for allocation in served), now=now)
     if actor.is_staff:
         await audit.record(
             session,

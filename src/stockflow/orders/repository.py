@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
@@ -22,6 +22,7 @@ from stockflow.db.models import (
     Order,
     OrderLine,
     Product,
+    ReadinessCheck,
     Shipment,
     ShipmentLine,
     StockLevel,
@@ -585,3 +586,58 @@ async def reserve_units(
         reserved_delta=quantity,
         now=now,
     )
+
+
+_INSERT_CHECKS = insert(table_of(ReadinessCheck))
+
+
+async def add_readiness_checks(
+    session: AsyncSession, order_ids: Sequence[str], *, now: datetime
+) -> None:
+    if order_ids:
+        await (await session.connection()).execute(
+            _INSERT_CHECKS,
+            [
+                {"id": new_id("rdy"), "order_id": order_id, "created_at": now}
+                for order_id in order_ids
+            ],
+        )
+
+
+async def claim_readiness_checks(session: AsyncSession, *, limit: int) -> list[str]:
+    """Take a batch of checks (deleted with this transaction); the orders they name."""
+    rows = await session.execute(
+        select(ReadinessCheck.id, ReadinessCheck.order_id)
+        .order_by(ReadinessCheck.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = rows.all()
+    if claimed:
+        await session.execute(
+            delete(ReadinessCheck).where(ReadinessCheck.id.in_([row[0] for row in claimed]))
+        )
+    return sorted({row[1] for row in claimed})
+
+
+async def lock_orders(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, Order]:
+    """Row-lock orders in id order (so two workers never wait on each other in a cycle)."""
+    rows = await session.scalars(
+        select(Order)
+        .where(Order.id.in_(order_ids))
+        .order_by(Order.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {order.id: order for order in rows}
+
+
+async def told_ready(session: AsyncSession, order_ids: Sequence[str]) -> set[str]:
+    """Orders that already have their ``order.ready_to_ship`` (an order is told once: its
+    backordered units only ever go down after it is placed)."""
+    rows = await session.scalars(
+        select(Event.object_id)
+        .where(Event.object_id.in_(order_ids))
+        .where(Event.type == "order.ready_to_ship")
+    )
+    return set(rows.all())

@@ -13,8 +13,6 @@ from stockflow.auth.roles import Principal
 from stockflow.db.models import Order, OrderLine
 from stockflow.db.pagination import Page
 from stockflow.errors import InvalidRequest, NotFound
-from stockflow.events import outbox
-from stockflow.events.types import EventType
 from stockflow.inventory import backlog
 from stockflow.orders import repository
 from stockflow.orders.schemas import OrderLineRead, OrderRead
@@ -78,38 +76,6 @@ async def promises_for(session: AsyncSession, lines: Iterable[OrderLine]) -> dic
     """Promise dates for the waiting lines among ``lines`` (no query when none waits)."""
     product_ids = sorted({line.product_id for line in lines if line.backordered > 0})
     return await backlog.promises(session, product_ids) if product_ids else {}
-
-
-async def tell_ready_to_ship(
-    session: AsyncSession, order_ids: Iterable[str], *, now: datetime
-) -> list[str]:
-    """Write ``order.ready_to_ship`` for each of these orders (just served from the
-    backlog) that no longer waits for any unit; returns their ids.
-
-    Written under the served SKU's stock row lock, not the order's: taking the order's
-    row here, after a stock row, would invert the order-then-stock order that shipping
-    and cancelling lock in.
-    """
-    wanted = sorted(set(order_ids))
-    if not wanted:
-        return []
-    orders = await repository.get_many(session, wanted)
-    lines = await repository.lines_of(session, wanted)
-    ready = []
-    for order_id in wanted:
-        order = orders.get(order_id)
-        if order is None or any(line.backordered > 0 for line in lines[order_id]):
-            continue
-        await outbox.record(
-            session,
-            EventType.ORDER_READY_TO_SHIP,
-            object_type="order",
-            object_id=order_id,
-            obj=to_read(order, lines[order_id]),
-            now=now,
-        )
-        ready.append(order_id)
-    return ready
 
 
 async def get_order(session: AsyncSession, *, viewer: Principal, order_id: str) -> OrderRead:

@@ -22,7 +22,6 @@ from stockflow.inventory import repository as inventory
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders
 from stockflow.orders import rules
-from stockflow.orders import service as orders_service
 from stockflow.purchasing import po_repository, po_service, replenishment
 from stockflow.purchasing.po_schemas import (
     MAX_PO_QUANTITY,
@@ -247,7 +246,4 @@ async def receive(
         receipt={"lines": received, "note": data.note, "received_at": now},
     )
     await po_service.record(session, actor, "purchase_order.received", before, read)
-    await orders_service.tell_ready_to_ship(
-        session, (allocation.order_id for allocation in allocations), now=now
-    )
     return ReceiptRead(purchase_order=read, received=received, allocations=allocations)

@@ -35,14 +35,33 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# Ranges refused on top of what the ``ipaddress`` module calls not global (its lists vary
+# with the Python version): the IETF protocol assignments, and deprecated site-local.
+_ALSO_REFUSED = tuple(
+    ipaddress.ip_network(network)
+    for network in ("192.0.0.0/24", "198.18.0.0/15", "100.64.0.0/10", "fec0::/10")
+)
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, reaching it through a
+# translator (NAT64, SIIT) or as the deprecated IPv4-compatible form.
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+
 def is_public(address: IPAddress) -> bool:
-    """Globally routable, including what an IPv4-mapped or 6to4 IPv6 address hides."""
+    """Globally routable, including what an IPv6 address that embeds an IPv4 one (mapped,
+    translated, 6to4, Teredo) hides."""
     if isinstance(address, ipaddress.IPv6Address):
-        inner = [address.ipv4_mapped, address.sixtofour]
+        hidden: list[ipaddress.IPv4Address | None] = [address.ipv4_mapped, address.sixtofour]
         if address.teredo is not None:
-            inner.extend(address.teredo)
-        if any(hidden is not None and not is_public(hidden) for hidden in inner):
+            hidden.extend(address.teredo)
+        if any(network.version == 6 and address in network for network in _EMBEDDING_IPV4):
+            hidden.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if any(inner is not None and not is_public(inner) for inner in hidden):
             return False
+    if any(address.version == network.version and address in network for network in _ALSO_REFUSED):
+        return False
     return address.is_global and not address.is_multicast
 
 
@@ -78,7 +97,7 @@ async def resolve(url: httpx.URL, *, allow_private: bool, resolver: Resolver) ->
     resolves to: one unsafe answer refuses the whole name."""
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        answers = await resolver(url.host, port)
+        answers = await resolver(url.raw_host.decode("ascii"), port)
     except (OSError, UnicodeError) as exc:
         raise UnsafeUrl(f"host {url.host} does not resolve ({exc})") from None
     if not answers:

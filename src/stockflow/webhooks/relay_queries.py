@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stockflow.db.base import table_of
-from stockflow.db.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
+from stockflow.db.models import (
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    ReadinessCheck,
+    WebhookEndpoint,
+)
 
 _INSERT_ATTEMPT = insert(table_of(DeliveryAttempt))
 
@@ -39,18 +45,24 @@ class Subscriber:
     created_at: datetime
 
 
-async def anything_to_do(session: AsyncSession, *, now: datetime) -> bool:
-    """A cheap read first, so an idle relay does not take SQLite's write lock every poll."""
+@dataclass(frozen=True, slots=True)
+class Work:
+    readiness: bool
+    undispatched: bool
+    claimable: bool
+
+
+async def work_waiting(session: AsyncSession, *, now: datetime) -> Work:
+    """A read first, with the claim's own filters, so that an idle relay (or one whose
+    due deliveries all wait behind others) takes no write lock on its polls."""
+    checks = select(ReadinessCheck.id).limit(1)
     undispatched = select(Event.seq).where(Event.dispatched_at.is_(None)).limit(1)
-    due = (
-        select(Delivery.id)
-        .where(Delivery.status == "pending")
-        .where(Delivery.next_attempt_at <= now)
-        .limit(1)
+    claimable = _claimable(now, ()).limit(1)
+    return Work(
+        (await session.scalar(checks)) is not None,
+        (await session.scalar(undispatched)) is not None,
+        (await session.scalar(claimable)) is not None,
     )
-    return (await session.scalar(undispatched)) is not None or (
-        await session.scalar(due)
-    ) is not None
 
 
 async def claim_undispatched(session: AsyncSession, *, limit: int) -> list[NewEvent]:
@@ -65,10 +77,12 @@ async def claim_undispatched(session: AsyncSession, *, limit: int) -> list[NewEv
 
 
 async def subscribers(session: AsyncSession) -> list[Subscriber]:
+    """Every endpoint, enabled or not (a disabled one's deliveries wait for it), held
+    ``FOR SHARE`` so that one deleted meanwhile cannot be handed deliveries nobody claims."""
     rows = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.created_at).where(
-            WebhookEndpoint.enabled.is_(True)
-        )
+        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.created_at)
+        .order_by(WebhookEndpoint.id)
+        .with_for_update(read=True)
     )
     return [Subscriber(*row) for row in rows]
 

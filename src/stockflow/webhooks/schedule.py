@@ -71,11 +71,13 @@ def after_attempt(
 def parse_retry_after(value: str | None, *, now: datetime) -> timedelta | None:
     """``Retry-After`` as seconds or as an HTTP date (RFC 9110 §10.2.3); None if absent or
     unreadable."""
-    if not value:
+    if not value or len(value) > 64:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # Anything past a day is cut to a day by the caller; a huge number must not
+        # overflow on the way there.
+        return timedelta(seconds=int(value) if len(value) <= 9 else 10**9)
     from email.utils import parsedate_to_datetime
 
     try:

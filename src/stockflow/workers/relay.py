@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from stockflow.adapters.webhook_http import WebhookSender
+from stockflow.adapters.webhook_http import Reply, WebhookSender
 from stockflow.db.engine import Database
 from stockflow.events.types import wants
 from stockflow.ids import new_id
 from stockflow.observability.logging import get_logger
+from stockflow.orders import readiness
 from stockflow.webhooks import relay_queries as queries
 from stockflow.webhooks import repository, schedule, signing
 from stockflow.webhooks.relay_queries import Job
@@ -70,6 +71,12 @@ class Relay:
         self._per_endpoint: Counter[str] = Counter()
 
     # --- 1. dispatch ------------------------------------------------------------------
+
+    async def settle_readiness(self) -> int:
+        """Write the ``order.ready_to_ship`` events that serving the backlog left to be
+        decided (`stockflow.orders.readiness`); the number of orders told."""
+        async with self._database.transaction() as session:
+            return len(await readiness.settle(session, now=self._clock()))
 
     async def dispatch_once(self) -> int:
         """Hand one batch of events to their endpoints; the number of events handed out."""
@@ -143,26 +150,36 @@ class Relay:
     async def deliver(self, job: Job) -> schedule.Verdict:
         """Send one claimed delivery and write what came of it."""
         now = self._clock()
-        body = signing.event_body(
-            event_id=job.event_id,
-            event_type=job.event_type,
-            created_at=job.event_created_at,
-            data=job.data,
-        )
-        reply = await self._sender.post(
-            job.url,
-            body=body,
-            headers=signing.headers(
-                message_id=job.event_id, body=body, secrets=self._secrets(job, now), now=now
-            ),
-        )
+        try:
+            secrets = self._secrets(job, now)
+        except ValueError as exc:
+            # Counted as a failed attempt like any other, so it ends dead, never looping.
+            reply = Reply(None, None, str(exc), 0)
+        else:
+            body = signing.event_body(
+                event_id=job.event_id,
+                event_type=job.event_type,
+                created_at=job.event_created_at,
+                data=job.data,
+            )
+            reply = await self._sender.post(
+                job.url,
+                body=body,
+                headers=signing.headers(
+                    message_id=job.event_id, body=body, secrets=secrets, now=now
+                ),
+            )
         done = self._clock()
         attempts = job.attempts + 1
         outcome = schedule.after_attempt(
             attempts=attempts,
             max_attempts=job.max_attempts,
             status_code=reply.status_code,
-            retry_after=schedule.parse_retry_after(reply.retry_after, now=done),
+            retry_after=(
+                schedule.parse_retry_after(reply.retry_after, now=done)
+                if reply.status_code in (429, 503)
+                else None
+            ),
             now=done,
             jitter=self._jitter,
         )
@@ -219,6 +236,7 @@ class Relay:
     async def run_once(self) -> int:
         """Dispatch everything waiting, then deliver what is due, waiting for the sends;
         the number of deliveries attempted. For the CLI and tests; `run` is the loop."""
+        await self.settle_readiness()
         while await self.dispatch_once():
             pass
         jobs = await self.claim(self._settings.concurrency)
@@ -249,11 +267,12 @@ class Relay:
         """One pass of the loop; whether it found work (so the next need not wait)."""
         now = self._clock()
         async with self._database.transaction(write=False) as session:
-            if not await queries.anything_to_do(session, now=now):
-                return False
-        dispatched = await self.dispatch_once()
+            work = await queries.work_waiting(session, now=now)
+        if work.readiness:
+            await self.settle_readiness()
+        dispatched = await self.dispatch_once() if work.undispatched or work.readiness else 0
         free = self._settings.concurrency - len(self._in_flight)
-        jobs = await self.claim(free) if free > 0 else []
+        jobs = await self.claim(free) if free > 0 and (work.claimable or dispatched) else []
         for job in jobs:
             self._start(job)
         return dispatched > 0 or len(jobs) == free > 0

@@ -4,7 +4,14 @@ from stockflow.db.models.audit import AuditRecord
 from stockflow.db.models.auth import ApiKey
 from stockflow.db.models.catalog import Product
 from stockflow.db.models.customers import Customer
-from stockflow.db.models.events import Delivery, DeliveryAttempt, Event, WebhookEndpoint
+from stockflow.db.models.events import (
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    InboxMessage,
+    ReadinessCheck,
+    WebhookEndpoint,
+)
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
 from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
@@ -23,12 +30,14 @@ __all__ = [
     "DeliveryAttempt",
     "Event",
     "IdempotencyRecord",
+    "InboxMessage",
     "Location",
     "Order",
     "OrderLine",
     "Product",
     "PurchaseOrder",
     "PurchaseOrderLine",
+    "ReadinessCheck",
     "Shipment",
     "ShipmentLine",
     "StockLevel",

@@ -31,6 +31,11 @@ class Supplier(Base):
     lead_time_days: Mapped[int] = mapped_column(Integer)
     # How a purchase order reaches the supplier (manual, e-mail, webhook), as given.
     connector: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Signs what we send the supplier and checks what it sends us (encrypted like a
+    # webhook endpoint's); none until issued.
+    secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
