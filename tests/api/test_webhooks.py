@@ -469,6 +469,13 @@ async def test_endpoints_are_listed_changed_replayed_and_deleted(
         )
         assert changed.json()["events"] == ["stock.adjusted"]
         assert changed.json()["version"] == late["version"] + 1
+        assert changed.headers["etag"] == f'"{late["id"]}.{late["version"] + 1}"'
+        stale = await client.patch(
+            f"/v1/webhook-endpoints/{late['id']}",
+            json={"description": "stale"},
+            headers={**keys.admin, "If-Match": f'"{late["id"]}.{late["version"]}"'},
+        )
+        assert_problem(stale, 412, "precondition-failed")
         replayed = await client.post(
             f"/v1/webhook-endpoints/{late['id']}/replay",
             json={"since": "2020-01-01T00:00:00Z"},

@@ -22,6 +22,8 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) -> the addresses it resolves to, as text."""
 
 MAX_URL_LENGTH = 2048
+RESOLVE_SECONDS = 3.0
+"""A name lookup is bounded: registration holds its transaction open meanwhile."""
 
 
 class UnsafeUrl(ValueError):
@@ -97,7 +99,10 @@ async def resolve(url: httpx.URL, *, allow_private: bool, resolver: Resolver) ->
     resolves to: one unsafe answer refuses the whole name."""
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        answers = await resolver(url.raw_host.decode("ascii"), port)
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            answers = await resolver(url.raw_host.decode("ascii"), port)
+    except TimeoutError:
+        raise UnsafeUrl(f"host {url.host} did not resolve within {RESOLVE_SECONDS} s") from None
     except (OSError, UnicodeError) as exc:
         raise UnsafeUrl(f"host {url.host} does not resolve ({exc})") from None
     if not answers:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
@@ -74,11 +74,21 @@ async def list_webhook_endpoints(
     return ListResponse(data=page.items, next_cursor=page.next_cursor)
 
 
-@router.get("/{endpoint_id}", summary="Get a webhook endpoint", description="Admin only.")
+_ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update safely."}}
+
+
+@router.get(
+    "/{endpoint_id}",
+    summary="Get a webhook endpoint",
+    description="Answers with an `ETag` for a later `If-Match` update. Admin only.",
+    responses={200: {"headers": _ETAG_HEADER}},
+)
 async def get_webhook_endpoint(
-    endpoint_id: ResourceId, session: SessionDep, _principal: AdminPrincipal
+    endpoint_id: ResourceId, response: Response, session: SessionDep, _principal: AdminPrincipal
 ) -> WebhookEndpointRead:
-    return await service.get_endpoint(session, endpoint_id=endpoint_id)
+    endpoint = await service.get_endpoint(session, endpoint_id=endpoint_id)
+    response.headers["ETag"] = service.etag_of(endpoint)
+    return endpoint
 
 
 @router.patch(
@@ -88,19 +98,32 @@ async def get_webhook_endpoint(
         "Change its URL, event types or description, or pause (`enabled: false`) and "
         "resume it: deliveries wait while it is disabled and go out once it is enabled "
         "again. An endpoint whose receiver answered 410 Gone is disabled by Stockflow; "
-        "enable it here when the receiver is back. Admin only."
+        "enable it here when the receiver is back. With `If-Match`, only if unchanged "
+        "since that ETag (else 412). Admin only."
     ),
+    responses={200: {"headers": _ETAG_HEADER}},
 )
 async def update_webhook_endpoint(
     endpoint_id: ResourceId,
     data: WebhookEndpointUpdate,
+    response: Response,
     session: SessionDep,
     principal: AdminPrincipal,
     config: ConfigDep,
+    if_match: Annotated[
+        str | None, Header(description="ETag from a previous read of this endpoint.")
+    ] = None,
 ) -> WebhookEndpointRead:
-    return await service.update_endpoint(
-        session, actor=principal, config=config, endpoint_id=endpoint_id, data=data
+    endpoint = await service.update_endpoint(
+        session,
+        actor=principal,
+        config=config,
+        endpoint_id=endpoint_id,
+        data=data,
+        if_match=if_match,
     )
+    response.headers["ETag"] = service.etag_of(endpoint)
+    return endpoint
 
 
 @router.delete(

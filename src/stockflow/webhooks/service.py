@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockflow import etags
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.db.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -51,6 +52,10 @@ async def _checked_url(config: WebhookConfig, url: str) -> str:
         raise UnsafeWebhookUrl(
             f"The URL {exc}.", errors=[{"location": "body.url", "message": str(exc)}]
         ) from None
+
+
+def etag_of(endpoint: WebhookEndpointRead) -> str:
+    return etags.etag(endpoint.id, endpoint.version)
 
 
 def _read(endpoint: WebhookEndpoint) -> WebhookEndpointRead:
@@ -126,12 +131,16 @@ async def update_endpoint(
     config: WebhookConfig,
     endpoint_id: str,
     data: WebhookEndpointUpdate,
+    if_match: str | None = None,
 ) -> WebhookEndpointRead:
+    changes = data.model_dump(exclude_unset=True)
+    # Resolved before the row is locked: no lock is held across a name lookup.
+    url = await _checked_url(config, changes["url"]) if "url" in changes else None
     endpoint = await _found(session, endpoint_id, for_update=True)
     before = _read(endpoint)
-    changes = data.model_dump(exclude_unset=True)
-    if "url" in changes:
-        endpoint.url = await _checked_url(config, changes["url"])
+    etags.require_match(if_match, etag_of(before), what=f"Webhook endpoint {endpoint_id}")
+    if url is not None:
+        endpoint.url = url
     if "events" in changes:
         endpoint.events = [str(kind) for kind in changes["events"]]
     if "description" in changes:
