@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     # Events whose deliveries are all finished (delivered or dead), with their delivery
     # logs, are pruned once they are this old.
     event_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Mail (purchase orders to e-mail suppliers, notices to customers): off until a host
+    # is set.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    mail_from: str = "Stockflow <stockflow@localhost>"
 
     @field_validator("database_url")
     @classmethod

@@ -9,20 +9,22 @@ numbers are given at insert, and a transaction that commits late would be skippe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, literal, or_, select, update
+from sqlalchemy import and_, case, exists, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stockflow.db.base import table_of
 from stockflow.db.models import (
+    Customer,
     Delivery,
     DeliveryAttempt,
     Event,
     ReadinessCheck,
+    Supplier,
     WebhookEndpoint,
 )
 
@@ -36,6 +38,9 @@ class NewEvent:
     type: str
     object_id: str
     created_at: datetime
+    data: str | None
+    """Only for the types whose receivers are found in the event itself (the supplier of a
+    purchase order, the customer of an order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +70,18 @@ async def work_waiting(session: AsyncSession, *, now: datetime) -> Work:
     )
 
 
-async def claim_undispatched(session: AsyncSession, *, limit: int) -> list[NewEvent]:
+async def claim_undispatched(
+    session: AsyncSession, *, limit: int, with_data: Sequence[str]
+) -> list[NewEvent]:
     rows = await session.execute(
-        select(Event.seq, Event.id, Event.type, Event.object_id, Event.created_at)
+        select(
+            Event.seq,
+            Event.id,
+            Event.type,
+            Event.object_id,
+            Event.created_at,
+            case((Event.type.in_(with_data), Event.data), else_=None),
+        )
         .where(Event.dispatched_at.is_(None))
         .order_by(Event.seq)
         .limit(limit)
@@ -87,6 +101,25 @@ async def subscribers(session: AsyncSession) -> list[Subscriber]:
     return [Subscriber(*row) for row in rows]
 
 
+async def suppliers_sent_to(session: AsyncSession, supplier_ids: Sequence[str]) -> set[str]:
+    """Those of these suppliers whose connector sends (webhook or e-mail, not manual)."""
+    if not supplier_ids:
+        return set()
+    rows = await session.execute(
+        select(Supplier.id, Supplier.connector).where(Supplier.id.in_(supplier_ids))
+    )
+    return {row[0] for row in rows if row[1].get("type") in ("webhook", "email")}
+
+
+async def customers_with_email(session: AsyncSession, customer_ids: Sequence[str]) -> set[str]:
+    if not customer_ids:
+        return set()
+    rows = await session.scalars(
+        select(Customer.id).where(Customer.id.in_(customer_ids)).where(Customer.email.is_not(None))
+    )
+    return set(rows.all())
+
+
 async def mark_dispatched(session: AsyncSession, seqs: Sequence[int], *, now: datetime) -> None:
     await session.execute(
         update(Event)
@@ -98,32 +131,42 @@ async def mark_dispatched(session: AsyncSession, seqs: Sequence[int], *, now: da
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A claimed delivery, with what sending it needs."""
+    """A claimed delivery, with what sending it needs: for a webhook endpoint its URL and
+    secrets; for a supplier its connector and secrets; for an e-mail its address."""
 
     delivery_id: str
     lease_token: str
     attempts: int
     max_attempts: int
+    target_type: str
     target_id: str
     event_id: str
     event_type: str
     event_created_at: datetime
     data: str
-    url: str
-    secret: str
-    previous_secret: str | None
-    previous_secret_expires_at: datetime | None
+    url: str | None = None
+    secret: str | None = None
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    connector: dict[str, str] | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+def _endpoint_of_delivery() -> Any:
+    return and_(Delivery.target_type == "webhook", WebhookEndpoint.id == Delivery.target_id)
 
 
 def _claimable(now: datetime, busy_targets: Sequence[str]) -> Any:
     earlier = aliased(Delivery)
     stmt = (
         select(Delivery.id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == Delivery.target_id)
+        .outerjoin(WebhookEndpoint, _endpoint_of_delivery())
         .where(Delivery.status == "pending")
         .where(Delivery.next_attempt_at <= now)
         .where(or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now))
-        .where(WebhookEndpoint.enabled.is_(True))
+        # A disabled endpoint's deliveries wait for it to be enabled again.
+        .where(or_(Delivery.target_type != "webhook", WebhookEndpoint.enabled.is_(True)))
         # An object's events reach a receiver in the order they happened: a delivery waits
         # while an earlier one of its object to the same receiver is still pending...
         .where(
@@ -182,43 +225,64 @@ async def claim_due(
     if not claimed:
         return []
     rows = await session.execute(
-        select(
-            Delivery.id,
-            Delivery.attempts,
-            Delivery.max_attempts,
-            Delivery.target_id,
-            Event.id,
-            Event.type,
-            Event.created_at,
-            Event.data,
-            WebhookEndpoint.url,
-            WebhookEndpoint.secret,
-            WebhookEndpoint.previous_secret,
-            WebhookEndpoint.previous_secret_expires_at,
-        )
+        select(Delivery, Event, WebhookEndpoint, Supplier, Customer)
         .join(Event, Event.id == Delivery.event_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == Delivery.target_id)
+        .outerjoin(WebhookEndpoint, _endpoint_of_delivery())
+        .outerjoin(
+            Supplier, and_(Delivery.target_type == "supplier", Supplier.id == Delivery.target_id)
+        )
+        .outerjoin(
+            Customer, and_(Delivery.target_type == "email", Customer.id == Delivery.target_id)
+        )
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.next_attempt_at, Delivery.event_seq)
     )
-    return [
-        Job(
-            row[0],
-            lease_token,
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            row[10],
-            row[11],
+    return [_job(lease_token, *row) for row in rows]
+
+
+def _job(
+    lease_token: str,
+    delivery: Delivery,
+    event: Event,
+    endpoint: WebhookEndpoint | None,
+    supplier: Supplier | None,
+    customer: Customer | None,
+) -> Job:
+    job = Job(
+        delivery_id=delivery.id,
+        lease_token=lease_token,
+        attempts=delivery.attempts,
+        max_attempts=delivery.max_attempts,
+        target_type=delivery.target_type,
+        target_id=delivery.target_id,
+        event_id=event.id,
+        event_type=event.type,
+        event_created_at=event.created_at,
+        data=event.data,
+    )
+    if endpoint is not None:
+        return replace(
+            job,
+            url=endpoint.url,
+            secret=endpoint.secret,
+            previous_secret=endpoint.previous_secret,
+            previous_secret_expires_at=endpoint.previous_secret_expires_at,
         )
-        for row in rows
-    ]
+    if supplier is not None:
+        return replace(
+            job,
+            url=supplier.connector.get("url"),
+            secret=supplier.secret,
+            previous_secret=supplier.previous_secret,
+            previous_secret_expires_at=supplier.previous_secret_expires_at,
+            connector=dict(supplier.connector),
+            name=supplier.name,
+            email=supplier.connector.get("to"),
+        )
+    if customer is not None:
+        return replace(job, name=customer.name, email=customer.email)
+    # Its receiver is gone (a deleted endpoint): the attempt fails and the delivery ends.
+    return job
 
 
 async def release(session: AsyncSession, delivery_ids: Sequence[str]) -> None:

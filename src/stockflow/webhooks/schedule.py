@@ -49,12 +49,15 @@ def after_attempt(
     retry_after: timedelta | None,
     now: datetime,
     jitter: Jitter = random_jitter,
+    gone_disables: bool = True,
 ) -> Outcome:
     """What follows attempt number ``attempts`` (1-based), which got ``status_code`` (None:
-    no answer at all: refused, timed out, unsafe address)."""
+    no answer at all: refused, timed out, unsafe address). ``gone_disables`` is for
+    webhook endpoints, which a 410 disables; for other receivers it is a failure like any
+    other."""
     if status_code is not None and 200 <= status_code < 300:
         return Outcome(Verdict.DELIVERED)
-    if status_code == 410:
+    if status_code == 410 and gone_disables:
         # The receiver says it is gone for good: the endpoint is disabled, and its pending
         # deliveries wait for it to be enabled again.
         return Outcome(Verdict.ENDPOINT_GONE, now)

@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.adapters.mail import Mailer, MailError
 from stockflow.adapters.webhook_http import Reply, WebhookSender
 from stockflow.db.engine import Database
-from stockflow.events.types import wants
+from stockflow.events import messages
+from stockflow.events.types import EventType, wants
 from stockflow.ids import new_id
 from stockflow.observability.logging import get_logger
 from stockflow.orders import readiness
@@ -32,6 +38,9 @@ from stockflow.webhooks.relay_queries import Job
 from stockflow.webhooks.secrets import SecretBox
 
 log = get_logger(__name__)
+
+_CUSTOMER_NOTICES = (EventType.ORDER_CREATED, EventType.ORDER_READY_TO_SHIP)
+_ADDRESSED_TYPES = (EventType.PURCHASE_ORDER_SUBMITTED, *_CUSTOMER_NOTICES)
 
 Clock = Callable[[], datetime]
 
@@ -60,9 +69,11 @@ class Relay:
         settings: RelaySettings | None = None,
         clock: Clock = system_clock,
         jitter: schedule.Jitter = schedule.random_jitter,
+        mailer: Mailer | None = None,
     ) -> None:
         self._database = database
         self._sender = sender
+        self._mailer = mailer
         self._box = box
         self._settings = settings or RelaySettings()
         self._clock = clock
@@ -82,33 +93,70 @@ class Relay:
         """Hand one batch of events to their endpoints; the number of events handed out."""
         now = self._clock()
         async with self._database.transaction() as session:
-            events = await queries.claim_undispatched(session, limit=self._settings.dispatch_batch)
+            events = await queries.claim_undispatched(
+                session, limit=self._settings.dispatch_batch, with_data=_ADDRESSED_TYPES
+            )
             if not events:
                 return 0
             endpoints = await queries.subscribers(session)
-            rows = [
-                {
-                    "id": new_id("whd"),
-                    "event_id": event.id,
-                    "event_seq": event.seq,
-                    "object_id": event.object_id,
-                    "target_type": "webhook",
-                    "target_id": endpoint.id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "max_attempts": schedule.MAX_ATTEMPTS,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+            targets = [
+                ("webhook", endpoint.id, event)
                 for event in events
                 for endpoint in endpoints
                 # An endpoint hears of what happens from its creation on.
                 if wants(endpoint.events, event.type) and endpoint.created_at <= event.created_at
             ]
-            await repository.add_deliveries(session, rows)
+            targets.extend(await self._addressed(session, events))
+            await repository.add_deliveries(
+                session,
+                [
+                    {
+                        "id": new_id("whd"),
+                        "event_id": event.id,
+                        "event_seq": event.seq,
+                        "object_id": event.object_id,
+                        "target_type": target_type,
+                        "target_id": target_id,
+                        "status": "pending",
+                        "attempts": 0,
+                        "max_attempts": schedule.MAX_ATTEMPTS,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for target_type, target_id, event in targets
+                ],
+            )
             await queries.mark_dispatched(session, [event.seq for event in events], now=now)
         return len(events)
+
+    async def _addressed(
+        self, session: AsyncSession, events: list[queries.NewEvent]
+    ) -> list[tuple[str, str, queries.NewEvent]]:
+        """Receivers named by the event itself: a submitted purchase order goes to its
+        supplier (unless the supplier's connector is manual); with mail configured, the
+        customer of a new or ready-to-ship order gets a notice (if it has an address)."""
+        objects = {event.id: json.loads(event.data)["object"] for event in events if event.data}
+        submitted = [e for e in events if e.type == EventType.PURCHASE_ORDER_SUBMITTED]
+        suppliers = await queries.suppliers_sent_to(
+            session, sorted({objects[e.id]["supplier_id"] for e in submitted})
+        )
+        found = [
+            ("supplier", objects[e.id]["supplier_id"], e)
+            for e in submitted
+            if objects[e.id]["supplier_id"] in suppliers
+        ]
+        if self._mailer is not None:
+            noticed = [e for e in events if e.type in _CUSTOMER_NOTICES]
+            customers = await queries.customers_with_email(
+                session, sorted({objects[e.id]["customer_id"] for e in noticed})
+            )
+            found.extend(
+                ("email", objects[e.id]["customer_id"], e)
+                for e in noticed
+                if objects[e.id]["customer_id"] in customers
+            )
+        return found
 
     # --- 2. deliver -------------------------------------------------------------------
 
@@ -138,6 +186,10 @@ class Relay:
         return kept
 
     def _secrets(self, job: Job, now: datetime) -> list[str]:
+        if job.secret is None:
+            raise ValueError(
+                "no signing secret: issue one with POST /v1/suppliers/{id}/signing-secret"
+            )
         secrets = [self._box.open(job.secret)]
         if (
             job.previous_secret is not None
@@ -147,28 +199,61 @@ class Relay:
             secrets.append(self._box.open(job.previous_secret))
         return secrets
 
-    async def deliver(self, job: Job) -> schedule.Verdict:
-        """Send one claimed delivery and write what came of it."""
-        now = self._clock()
-        try:
+    async def _send(self, job: Job, now: datetime) -> Reply:
+        """One attempt, by the receiver's kind: a signed POST (webhook endpoint, or a
+        supplier's webhook connector), or a mail (supplier's e-mail connector, customer)."""
+        if job.target_type == "webhook" or (job.connector or {}).get("type") == "webhook":
+            if job.url is None:
+                return Reply(None, None, "the receiver no longer exists", 0)
             secrets = self._secrets(job, now)
-        except ValueError as exc:
-            # Counted as a failed attempt like any other, so it ends dead, never looping.
-            reply = Reply(None, None, str(exc), 0)
-        else:
             body = signing.event_body(
                 event_id=job.event_id,
                 event_type=job.event_type,
                 created_at=job.event_created_at,
                 data=job.data,
             )
-            reply = await self._sender.post(
+            return await self._sender.post(
                 job.url,
                 body=body,
                 headers=signing.headers(
                     message_id=job.event_id, body=body, secrets=secrets, now=now
                 ),
             )
+        if job.email is None:
+            return Reply(None, None, "no e-mail address to send to", 0)
+        if self._mailer is None:
+            return Reply(None, None, "mail is not configured (STOCKFLOW_SMTP_HOST)", 0)
+        obj = json.loads(job.data)["object"]
+        name = job.name or ""
+        if job.target_type == "supplier":
+            message = messages.purchase_order_email(
+                obj, supplier_name=name, to=job.email, event_id=job.event_id
+            )
+        elif job.event_type == EventType.ORDER_READY_TO_SHIP:
+            message = messages.ready_to_ship_notice(
+                obj, customer_name=name, to=job.email, event_id=job.event_id
+            )
+        else:
+            message = messages.order_confirmation(
+                obj, customer_name=name, to=job.email, event_id=job.event_id
+            )
+        started = time.monotonic()
+        try:
+            await self._mailer.send(message)
+        except MailError as exc:
+            return Reply(None, None, str(exc), int((time.monotonic() - started) * 1000))
+        # SMTP's own "accepted" code, which the schedule reads as delivered.
+        return Reply(250, None, None, int((time.monotonic() - started) * 1000))
+
+    async def deliver(self, job: Job) -> schedule.Verdict:
+        """Send one claimed delivery and write what came of it."""
+        now = self._clock()
+        try:
+            reply = await self._send(job, now)
+        except Exception as exc:
+            # Counted as a failed attempt like any other, so it ends dead, never looping.
+            log.warning("delivery_attempt_failed", delivery_id=job.delivery_id, exc_info=True)
+            reply = Reply(None, None, f"{type(exc).__name__}: {exc}"[:500], 0)
         done = self._clock()
         attempts = job.attempts + 1
         outcome = schedule.after_attempt(
@@ -182,6 +267,7 @@ class Relay:
             ),
             now=done,
             jitter=self._jitter,
+            gone_disables=job.target_type == "webhook",
         )
         values: dict[str, object] = {
             "attempts": attempts,

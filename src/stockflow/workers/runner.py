@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from stockflow.adapters.mail import SmtpMailer, SmtpSettings
 from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
@@ -31,6 +32,25 @@ def relay_settings(settings: Settings) -> RelaySettings:
     )
 
 
+def build_mailer(settings: Settings) -> SmtpMailer | None:
+    if settings.smtp_host is None:
+        return None
+    return SmtpMailer(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+            starttls=settings.smtp_security == "starttls",
+            use_tls=settings.smtp_security == "tls",
+            timeout_seconds=settings.smtp_timeout_seconds,
+            sender=settings.mail_from,
+        )
+    )
+
+
 def build_relay(
     settings: Settings, database: Database, *, sender: WebhookSender | None = None
 ) -> Relay:
@@ -43,6 +63,7 @@ def build_relay(
         ),
         SecretBox(settings.secret_key.get_secret_value()),
         settings=relay_settings(settings),
+        mailer=build_mailer(settings),
     )
 
 
