@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for router in V1_ROUTERS:
         app.include_router(router, prefix=V1_PREFIX)
     app.include_router(health_router)
+    _document_signature_scheme(app)
     # Added first, so it runs inside the request context (request id, last-resort 500).
     app.add_middleware(DirectRoutes, routes=_direct_routes(), handlers=app.exception_handlers)
     app.add_middleware(RequestContextMiddleware)
@@ -120,3 +122,31 @@ def _direct_routes() -> dict[tuple[str, str], Endpoint]:
     if {*routes.values()} != {*DIRECT_ENDPOINTS}:
         raise ValueError("every direct endpoint must be declared as a /v1 route")
     return routes
+
+
+SUPPLIER_SIGNATURE_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "webhook-signature",
+    "description": (
+        "Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature` "
+        "(HMAC-SHA256 with the supplier's signing secret) over the exact body."
+    ),
+}
+
+
+def _document_signature_scheme(app: FastAPI) -> None:
+    """Inbound supplier messages are authenticated by their signature; OpenAPI learns the
+    scheme here, as FastAPI learns the bearer scheme from its dependency."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[
+                "SupplierSignature"
+            ] = SUPPLIER_SIGNATURE_SCHEME
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -260,3 +260,14 @@ class DeliveryInFlight(StockflowError):
         "A worker is sending this delivery right now; its result is written in a moment. "
         "Read the delivery again, then retry it if it still needs it."
     )
+
+
+class InvalidSignature(StockflowError):
+    slug = "invalid-signature"
+    title = "Invalid signature"
+    status = 401
+    description = (
+        "An inbound message must carry Standard Webhooks headers (`webhook-id`, "
+        "`webhook-timestamp` within five minutes, `webhook-signature`) signed with the "
+        "sender's signing secret."
+    )

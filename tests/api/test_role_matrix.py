@@ -62,6 +62,7 @@ RECEIPT = {"lines": [{"sku": SKU, "quantity": 2}]}
 NEW_ENDPOINT = {"url": "https://93.184.216.34/hooks", "events": ["order.created"]}
 ENDPOINT_CHANGE = {"description": "role matrix"}
 REPLAY = {"since": "2020-01-01T00:00:00Z"}
+INBOUND = {"type": "purchase_order.shipped", "purchase_order_id": "{po}"}
 
 #  method    path                                    body            admin staff serv. cust. none
 MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
@@ -126,6 +127,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ),
     ("POST", "/v1/purchase-orders/{po}/receipts", RECEIPT, (201, 201, 403, 403, 401)),
     ("POST", "/v1/purchase-orders/{po}/cancel", CANCEL, (200, 200, 403, 403, 401)),
+    ("POST", "/v1/suppliers/{supplier}/signing-secret", None, (200, 200, 403, 403, 401)),
+    # A supplier's messages are authenticated by their signature, never by an API key.
+    ("POST", "/v1/suppliers/{supplier}/inbound", INBOUND, (401, 401, 401, 401, 401)),
     # Events: admin and staff read them.
     ("GET", "/v1/events", None, (200, 200, 403, 403, 401)),
     ("GET", "/v1/events/{event}", None, (200, 200, 403, 403, 401)),
@@ -311,11 +315,14 @@ async def test_role_matrix(
     headers = {} if role == "none" else keys.for_role(role)
     response = await client.request(method, world.url(path), headers=headers, json=world.body(body))
     assert response.status_code == expected, response.text
+    signed = path.endswith("/inbound")  # a signature, not a key, is what it asks for
     if expected >= 400:
         assert response.headers["content-type"].startswith(PROBLEM)
         slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}[expected]
+        if signed:
+            slug = "invalid-signature"
         assert response.json()["type"] == f"/problems/{slug}"
-    if expected == 401:
+    if expected == 401 and not signed:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field
@@ -43,6 +43,6 @@ class SigningSecret(ReadModel):
         description="The supplier's signing secret (`whsec_...`), shown once. Null in an "
         "idempotent replay."
     )
-    previous_secret_expires_at: str | None = Field(
-        description="The previous secret, if any, is honoured until then."
+    previous_secret_expires_at: datetime | None = Field(
+        description="The previous secret, if there was one, is honoured until then."
     )

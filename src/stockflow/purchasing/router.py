@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from stockflow.api.bodies import read_body
 from stockflow.api.deps import ListParamsDep, ReaderPrincipal, SessionDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId, SkuPath
-from stockflow.purchasing import service
+from stockflow.purchasing import inbound, service
+from stockflow.purchasing.inbound_schemas import InboundAccepted, SigningSecret, SupplierMessage
 from stockflow.purchasing.schemas import (
     SupplierCreate,
     SupplierProductCreate,
@@ -38,12 +40,14 @@ _ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update sa
 )
 async def create_supplier(
     data: SupplierCreate,
+    request: Request,
     session: SessionDep,
     principal: StaffPrincipal,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    config = request.app.state.webhooks
     return await idempotency.respond(
-        lambda: service.create_supplier(session, actor=principal, data=data),
+        lambda: service.create_supplier(session, actor=principal, data=data, config=config),
         headers=lambda supplier: {
             "ETag": service.etag_of(supplier),
             "Location": f"/v1/suppliers/{supplier.id}",
@@ -94,6 +98,7 @@ async def get_supplier(
 async def update_supplier(
     supplier_id: ResourceId,
     data: SupplierUpdate,
+    request: Request,
     response: Response,
     session: SessionDep,
     principal: StaffPrincipal,
@@ -102,7 +107,12 @@ async def update_supplier(
     ] = None,
 ) -> SupplierRead:
     supplier = await service.update_supplier(
-        session, actor=principal, supplier_id=supplier_id, data=data, if_match=if_match
+        session,
+        actor=principal,
+        supplier_id=supplier_id,
+        data=data,
+        if_match=if_match,
+        config=request.app.state.webhooks,
     )
     response.headers["ETag"] = service.etag_of(supplier)
     return supplier
@@ -193,3 +203,82 @@ async def remove_product_supplier(
     await service.remove_product_supplier(
         session, actor=principal, sku=sku, supplier_id=supplier_id
     )
+
+
+@suppliers_router.post(
+    "/{supplier_id}/signing-secret",
+    summary="Issue a supplier's signing secret",
+    description=(
+        "A new Standard Webhooks secret (`whsec_...`), shown once. It signs the purchase "
+        "orders a `webhook` connector posts to the supplier, and the supplier signs the "
+        "messages it sends to `/v1/suppliers/{id}/inbound` with it. Issuing again replaces "
+        "it; the replaced one stays valid for 24 hours, both ways. Staff. With "
+        "`Idempotency-Key`, a replay answers with `secret: null`."
+    ),
+    response_model=SigningSecret,
+)
+async def issue_signing_secret(
+    supplier_id: ResourceId,
+    request: Request,
+    session: SessionDep,
+    principal: StaffPrincipal,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    box = request.app.state.webhooks.box
+    return await idempotency.respond(
+        lambda: inbound.issue_secret(session, actor=principal, box=box, supplier_id=supplier_id),
+        status_code=status.HTTP_200_OK,
+        secret_fields=frozenset({"secret"}),
+    )
+
+
+@suppliers_router.post(
+    "/{supplier_id}/inbound",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Receive a message from a supplier",
+    description=(
+        "For the supplier's own systems: an acknowledgement of a purchase order with its "
+        "expected delivery date (which sets the PO's date and the promise dates of the "
+        "order lines waiting for it), or a shipment notice. Authenticated by its Standard "
+        "Webhooks signature with the supplier's signing secret, not by an API key (401 "
+        "`invalid-signature` otherwise). Each message is kept once by its `webhook-id` and "
+        "applied by the worker shortly after: sending it again is safe "
+        "(`duplicate: true`)."
+    ),
+    response_model=InboundAccepted,
+    openapi_extra={
+        "security": [{"SupplierSignature": []}],
+        # Inline: no other operation takes this model, so it has no component to refer to.
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SupplierMessage.model_json_schema()}},
+        },
+        "parameters": [
+            {
+                "name": name,
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": description,
+            }
+            for name, description in (
+                ("webhook-id", "The message's id: a message is applied once per id."),
+                ("webhook-timestamp", "Unix seconds; refused if more than 5 minutes off."),
+                ("webhook-signature", "`v1,<base64 HMAC-SHA256>` with the signing secret."),
+            )
+        ],
+    },
+)
+async def receive_supplier_message(supplier_id: ResourceId, request: Request) -> JSONResponse:
+    # The body is read before the transaction opens (a slow sender holds no connection),
+    # and checked byte for byte: the signature covers the exact bytes.
+    raw = await read_body(request)
+    async with request.app.state.database.transaction() as session:
+        accepted = await inbound.receive(
+            session,
+            supplier_id=supplier_id,
+            body=raw,
+            headers=request.headers,
+            box=request.app.state.webhooks.box,
+        )
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)

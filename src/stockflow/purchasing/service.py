@@ -34,6 +34,8 @@ from stockflow.purchasing.schemas import (
     SupplierRead,
     SupplierUpdate,
 )
+from stockflow.webhooks import service as webhooks
+from stockflow.webhooks.service import WebhookConfig
 
 
 def etag_of(supplier: SupplierRead) -> str:
@@ -46,16 +48,30 @@ def link_etag_of(link: SupplierProductRead) -> str:
     return etags.etag(link.id, link.version)
 
 
+async def _check_connector(config: WebhookConfig | None, connector: dict[str, Any]) -> None:
+    """A webhook connector's URL passes the same SSRF checks as a webhook endpoint's."""
+    if config is not None and connector.get("type") == "webhook":
+        connector["url"] = await webhooks.checked_url(
+            config, connector["url"], location="body.connector.url"
+        )
+
+
 async def create_supplier(
-    session: AsyncSession, *, actor: Principal, data: SupplierCreate
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    data: SupplierCreate,
+    config: WebhookConfig | None = None,
 ) -> SupplierRead:
+    connector = data.connector.model_dump(mode="json")
+    await _check_connector(config, connector)
     now = datetime.now(UTC)
     supplier = Supplier(
         id=new_id("sup"),
         name=data.name,
         contact_email=str(data.contact_email) if data.contact_email else None,
         lead_time_days=data.lead_time_days,
-        connector=data.connector.model_dump(mode="json"),
+        connector=connector,
         active=data.active,
         created_at=now,
         updated_at=now,
@@ -95,7 +111,12 @@ async def update_supplier(
     supplier_id: str,
     data: SupplierUpdate,
     if_match: str | None,
+    config: WebhookConfig | None = None,
 ) -> SupplierRead:
+    connector = data.connector.model_dump(mode="json") if data.connector is not None else None
+    if connector is not None:
+        # Resolved before the row is locked: no lock is held across a name lookup.
+        await _check_connector(config, connector)
     supplier = await repository.get_supplier_for_update(session, supplier_id)
     if supplier is None:
         raise NotFound(f"Supplier {supplier_id} does not exist.")
@@ -114,7 +135,7 @@ async def update_supplier(
     for field in data.model_fields_set:
         value: Any = getattr(data, field)
         if field == "connector":
-            value = value.model_dump(mode="json")
+            value = connector
         elif field == "contact_email" and value is not None:
             value = str(value)
         setattr(supplier, field, value)

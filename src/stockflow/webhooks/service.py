@@ -43,14 +43,15 @@ class WebhookConfig:
     resolver: Resolver = addresses.system_resolver
 
 
-async def _checked_url(config: WebhookConfig, url: str) -> str:
+async def checked_url(config: WebhookConfig, url: str, *, location: str = "body.url") -> str:
+    """The URL, normalised, if webhooks may go there (see `addresses`); else a 422."""
     try:
         return await addresses.check(
             url, allow_private=config.allow_private, resolver=config.resolver
         )
     except UnsafeUrl as exc:
         raise UnsafeWebhookUrl(
-            f"The URL {exc}.", errors=[{"location": "body.url", "message": str(exc)}]
+            f"The URL {exc}.", errors=[{"location": location, "message": str(exc)}]
         ) from None
 
 
@@ -93,7 +94,7 @@ async def _audit(
 async def create_endpoint(
     session: AsyncSession, *, actor: Principal, config: WebhookConfig, data: WebhookEndpointCreate
 ) -> WebhookEndpointCreated:
-    url = await _checked_url(config, data.url)
+    url = await checked_url(config, data.url)
     now = datetime.now(UTC)
     secret = new_secret()
     endpoint = WebhookEndpoint(
@@ -135,7 +136,7 @@ async def update_endpoint(
 ) -> WebhookEndpointRead:
     changes = data.model_dump(exclude_unset=True)
     # Resolved before the row is locked: no lock is held across a name lookup.
-    url = await _checked_url(config, changes["url"]) if "url" in changes else None
+    url = await checked_url(config, changes["url"]) if "url" in changes else None
     endpoint = await _found(session, endpoint_id, for_update=True)
     before = _read(endpoint)
     etags.require_match(if_match, etag_of(before), what=f"Webhook endpoint {endpoint_id}")

@@ -13,7 +13,7 @@ from stockflow.db.engine import Database
 from stockflow.events import repository as events
 from stockflow.idempotency import service as idempotency
 from stockflow.observability.logging import get_logger
-from stockflow.purchasing import po_service
+from stockflow.purchasing import inbound, po_service
 
 log = get_logger(__name__)
 
@@ -46,3 +46,13 @@ async def submit_due_purchase_orders(database: Database) -> list[str]:
     """
     async with database.transaction() as session:
         return await po_service.submit_due(session, now=datetime.now(UTC))
+
+
+async def apply_supplier_messages(database: Database) -> int:
+    """Apply the supplier messages waiting in the inbox; the number applied. A read
+    first, so an idle worker takes no write lock."""
+    async with database.transaction(write=False) as session:
+        if not await inbound.waiting(session):
+            return 0
+    async with database.transaction() as session:
+        return await inbound.process(session, now=datetime.now(UTC))

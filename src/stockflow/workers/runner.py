@@ -1,5 +1,5 @@
-"""Every background job in one place: the outbox relay, housekeeping (pruning) and the
-submission of consolidated purchase orders.
+"""Every background job in one place: the outbox relay, applying supplier messages,
+housekeeping (pruning) and the submission of consolidated purchase orders.
 
 `stockflow worker` runs it as a process of its own; `stockflow serve` also runs it inside
 each server process unless told not to (the embedded default). Several at once are safe:
@@ -101,6 +101,14 @@ class Worker:
                 stop=stop,
             ),
         ]
+        jobs.append(
+            _every(
+                "supplier_messages",
+                lambda: maintenance.apply_supplier_messages(database),
+                interval=settings.relay_poll_seconds,
+                stop=stop,
+            )
+        )
         if settings.po_consolidation_seconds > 0:
             jobs.append(
                 _every(

@@ -1,0 +1,155 @@
+"""Messages from suppliers: an acknowledgement with the date a purchase order will
+arrive, or a shipment notice. Received on ``POST /v1/suppliers/{id}/inbound``, checked
+against the supplier's signing secret, kept once by their ``webhook-id`` (the inbox), and
+applied by the worker, so that a supplier resending a message changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from stockflow.audit import service as audit
+from stockflow.auth.roles import Principal, Role
+from stockflow.db.models import InboxMessage, Supplier
+from stockflow.errors import InvalidRequest, InvalidSignature, NotFound, StockflowError
+from stockflow.observability.logging import get_logger
+from stockflow.purchasing import inbox_repository, po_service
+from stockflow.purchasing import repository as suppliers
+from stockflow.purchasing.inbound_schemas import InboundAccepted, SigningSecret, SupplierMessage
+from stockflow.webhooks.secrets import SecretBox, new_secret
+from stockflow.webhooks.service import SECRET_OVERLAP
+
+log = get_logger(__name__)
+BATCH = 50
+
+
+def _secrets(supplier: Supplier, box: SecretBox, now: datetime) -> list[str]:
+    found = [] if supplier.secret is None else [box.open(supplier.secret)]
+    if (
+        supplier.previous_secret is not None
+        and supplier.previous_secret_expires_at is not None
+        and supplier.previous_secret_expires_at > now
+    ):
+        found.append(box.open(supplier.previous_secret))
+    return found
+
+
+def _verified(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> None:
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(body, dict(headers), json_parse=False)
+        except WebhookVerificationError:
+            continue
+        return
+    raise InvalidSignature("The message's signature does not verify.")
+
+
+async def receive(
+    session: AsyncSession,
+    *,
+    supplier_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    box: SecretBox,
+) -> InboundAccepted:
+    """Check and keep one message; 401 for an unknown supplier or a bad signature alike,
+    so the endpoint tells nothing to whoever cannot sign."""
+    now = datetime.now(UTC)
+    supplier = await suppliers.get_supplier(session, supplier_id)
+    if supplier is None:
+        raise InvalidSignature("The message's signature does not verify.")
+    _verified(body, headers, _secrets(supplier, box, now))
+    try:
+        message = SupplierMessage.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "The message is not a supplier message.",
+            errors=[
+                {"location": ".".join(["body", *map(str, error["loc"])]), "message": error["msg"]}
+                for error in exc.errors()
+            ],
+        ) from None
+    if message.type == "purchase_order.acknowledged" and message.expected_delivery_date is None:
+        raise InvalidRequest(
+            "An acknowledgement needs expected_delivery_date.",
+            errors=[{"location": "body.expected_delivery_date", "message": "required"}],
+        )
+    message_id = headers["webhook-id"]
+    new = await inbox_repository.add_if_absent(
+        session,
+        source_id=supplier.id,
+        message_id=message_id,
+        type_=message.type,
+        body=body.decode(),
+        now=now,
+    )
+    return InboundAccepted(id=message_id, duplicate=not new)
+
+
+async def issue_secret(
+    session: AsyncSession, *, actor: Principal, box: SecretBox, supplier_id: str
+) -> SigningSecret:
+    """A new signing secret for the supplier (shown once): it signs the purchase orders a
+    webhook connector sends, and the supplier signs its messages with it. The one it
+    replaces stays valid for 24 hours, both ways."""
+    supplier = await suppliers.get_supplier_for_update(session, supplier_id)
+    if supplier is None:
+        raise NotFound(f"Supplier {supplier_id} does not exist.")
+    now = datetime.now(UTC)
+    secret = new_secret()
+    expires = now + SECRET_OVERLAP if supplier.secret is not None else None
+    supplier.previous_secret, supplier.previous_secret_expires_at = supplier.secret, expires
+    supplier.secret = box.seal(secret)
+    await suppliers.save(session)
+    await audit.record(
+        session,
+        actor=actor,
+        action="supplier.signing_secret_issued",
+        resource_type="supplier",
+        resource_id=supplier_id,
+        before=None,
+        after={"previous_secret_expires_at": None if expires is None else expires.isoformat()},
+    )
+    return SigningSecret(secret=secret, previous_secret_expires_at=expires)
+
+
+async def _apply(session: AsyncSession, kept: InboxMessage) -> None:
+    message = SupplierMessage.model_validate_json(kept.body)
+    po = await po_service.found(session, message.purchase_order_id)
+    if po.supplier_id != kept.source_id:
+        raise InvalidRequest(
+            f"Purchase order {message.purchase_order_id} is not one of this supplier's."
+        )
+    if message.expected_delivery_date is None:
+        return  # a shipment notice without a date: kept, nothing to change
+    await po_service.acknowledge(
+        session,
+        actor=Principal(id=f"supplier:{kept.source_id}", role=Role.SERVICE, name="supplier"),
+        po_id=po.id,
+        expected_delivery_date=message.expected_delivery_date,
+    )
+
+
+async def waiting(session: AsyncSession) -> bool:
+    return await inbox_repository.any_unprocessed(session)
+
+
+async def process(session: AsyncSession, *, now: datetime) -> int:
+    """Apply one batch of kept messages, each in a savepoint: one that cannot be applied
+    (an unknown or cancelled purchase order) is marked with its error, not retried."""
+    messages = await inbox_repository.claim_unprocessed(session, limit=BATCH)
+    for kept in messages:
+        error: str | None = None
+        try:
+            async with session.begin_nested():
+                await _apply(session, kept)
+        except StockflowError as exc:
+            error = exc.detail
+            log.warning("supplier_message_not_applied", message_id=kept.message_id, error=error)
+        await inbox_repository.mark_processed(session, message_id=kept.id, now=now, error=error)
+    return len(messages)
