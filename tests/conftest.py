@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -23,6 +23,7 @@ from stockflow.customers import service as customers_service
 from stockflow.customers.schemas import CustomerCreate
 from stockflow.db import migrate
 from stockflow.db.engine import Database
+from stockflow.webhooks.addresses import system_resolver
 from tests.support import (
     BACKENDS,
     IN_CI,
@@ -97,9 +98,19 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url)
 
 
+async def offline_resolver(host: str, port: int) -> list[str]:
+    """Names under the reserved ``.example`` domain resolve to a public documentation-range
+    address, so registering a webhook or a supplier URL needs no name server."""
+    if host == "example" or host.endswith((".example", ".example.com")):
+        return ["93.184.216.34"]
+    return await system_resolver(host, port)
+
+
 @pytest.fixture
 def app(settings: Settings, database: Database) -> FastAPI:
-    return create_app(settings, database=database)
+    app = create_app(settings, database=database)
+    app.state.webhooks = replace(app.state.webhooks, resolver=offline_resolver)
+    return app
 
 
 @pytest.fixture

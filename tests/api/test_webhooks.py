@@ -515,3 +515,32 @@ async def test_an_idempotent_replay_of_registration_does_not_show_the_secret_aga
     assert first.json()["secret"].startswith("whsec_")
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == {**first.json(), "secret": None}
+
+
+async def test_a_previous_secret_sealed_under_an_old_service_key_is_left_out(
+    client: httpx.AsyncClient, dev_app: FastAPI, keys: Keys, database: Database, clock: Clock
+) -> None:
+    """After STOCKFLOW_SECRET_KEY changes, one rotation is enough: the replaced secret,
+    unreadable under the new key, is not used as a second signature."""
+    async with running_receiver() as receiver:
+        endpoint = await register(client, keys, receiver.url)
+        new_box = SecretBox("a-new-service-key")
+        dev_app.state.webhooks = WebhookConfig(box=new_box, allow_private=True)
+        rotated = await client.post(
+            f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret", headers=keys.admin
+        )
+        secret = rotated.json()["secret"]
+        relay = Relay(
+            database,
+            HttpWebhookSender(timeout_seconds=5, allow_private=True),
+            new_box,
+            clock=clock,
+        )
+        try:
+            await product(client, keys)
+            assert await relay.run_once() == 1
+        finally:
+            await relay.aclose()
+        (request,) = await receiver.wait_for(1)
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    verified(request, secret)

@@ -156,3 +156,26 @@ async def test_command_line(database: Database, database_url: str) -> None:
     async with database.transaction(write=False) as session:
         count = await session.scalar(select(func.count()).select_from(IdempotencyRecord))
     assert count == 0
+
+
+async def test_the_command_keeps_events_for_the_configured_retention(
+    database: Database, database_url: str
+) -> None:
+    await add_event(
+        database, "evt_five_days", age=timedelta(days=5), dispatched=True, delivery="delivered"
+    )
+
+    def invoke(days: str) -> Result:
+        return CliRunner().invoke(
+            cli,
+            ["maintenance", "run"],
+            env={"STOCKFLOW_DATABASE_URL": database_url, "STOCKFLOW_EVENT_RETENTION_DAYS": days},
+        )
+
+    kept = await asyncio.to_thread(invoke, "7")
+    assert kept.exit_code == 0, kept.output
+    assert "events: 0 pruned" in kept.output
+    pruned = await asyncio.to_thread(invoke, "3")
+    assert "events: 1 pruned" in pruned.output
+    async with database.transaction(write=False) as session:
+        assert (await session.scalar(select(func.count()).select_from(Event))) == 0

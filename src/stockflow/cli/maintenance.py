@@ -16,8 +16,15 @@ app = typer.Typer(
 @app.command()
 def run() -> None:
     """Prune once: idempotency records past their expiry (set when each was written, from
-    STOCKFLOW_IDEMPOTENCY_TTL_HOURS)."""
-    counts = run_with_database(load_settings(), maintenance.run_once)
+    STOCKFLOW_IDEMPOTENCY_TTL_HOURS), and events older than STOCKFLOW_EVENT_RETENTION_DAYS
+    whose deliveries are all finished, with their delivery logs."""
+    settings = load_settings()
+    counts = run_with_database(
+        settings,
+        lambda database: maintenance.run_once(
+            database, event_retention_days=settings.event_retention_days
+        ),
+    )
     for name, count in counts.items():
         console.print(f"{name}: {count} pruned")
 

@@ -29,14 +29,11 @@ BATCH = 50
 
 
 def _secrets(supplier: Supplier, box: SecretBox, now: datetime) -> list[str]:
-    found = [] if supplier.secret is None else [box.open(supplier.secret)]
-    if (
-        supplier.previous_secret is not None
-        and supplier.previous_secret_expires_at is not None
-        and supplier.previous_secret_expires_at > now
-    ):
-        found.append(box.open(supplier.previous_secret))
-    return found
+    # Unreadable secrets (sealed under an earlier service key) verify nothing.
+    found = [box.open_previous(supplier.secret)]
+    if supplier.previous_secret_expires_at is not None and supplier.previous_secret_expires_at > now:
+        found.append(box.open_previous(supplier.previous_secret))
+    return [secret for secret in found if secret is not None]
 
 
 def _verified(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> None:

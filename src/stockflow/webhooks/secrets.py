@@ -37,6 +37,17 @@ class SecretBox:
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
 
+    def open_previous(self, sealed: str | None) -> str | None:
+        """A replaced secret, or None if there is none or it was sealed under another
+        service key (after STOCKFLOW_SECRET_KEY changed): it only ever adds a second
+        signature, so one that cannot be read is simply not used."""
+        if sealed is None:
+            return None
+        try:
+            return self.open(sealed)
+        except ValueError:
+            return None
+
     def open(self, sealed: str) -> str:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()

@@ -191,12 +191,10 @@ class Relay:
                 "no signing secret: issue one with POST /v1/suppliers/{id}/signing-secret"
             )
         secrets = [self._box.open(job.secret)]
-        if (
-            job.previous_secret is not None
-            and job.previous_secret_expires_at is not None
-            and job.previous_secret_expires_at > now
-        ):
-            secrets.append(self._box.open(job.previous_secret))
+        if job.previous_secret_expires_at is not None and job.previous_secret_expires_at > now:
+            previous = self._box.open_previous(job.previous_secret)
+            if previous is not None:
+                secrets.append(previous)
         return secrets
 
     async def _send(self, job: Job, now: datetime) -> Reply:
