@@ -31,7 +31,10 @@ BATCH = 50
 def _secrets(supplier: Supplier, box: SecretBox, now: datetime) -> list[str]:
     # Unreadable secrets (sealed under an earlier service key) verify nothing.
     found = [box.open_previous(supplier.secret)]
-    if supplier.previous_secret_expires_at is not None and supplier.previous_secret_expires_at > now:
+    if (
+        supplier.previous_secret_expires_at is not None
+        and supplier.previous_secret_expires_at > now
+    ):
         found.append(box.open_previous(supplier.previous_secret))
     return [secret for secret in found if secret is not None]
 
