@@ -161,7 +161,7 @@ async def test_a_submitted_po_reaches_an_email_supplier_with_its_lines_as_csv(
             "supplier_sku": "SB-MUG-7",
             "sku": SKU,
             "quantity": str(po["lines"][0]["quantity"]),
-            "unit_cost": "540",
+            "unit_cost": "5.40",
             "currency": "EUR",
         }
     ]
@@ -276,6 +276,15 @@ async def test_a_signed_acknowledgement_sets_the_dates_once_and_a_bad_signature_
     malformed_body, malformed_headers = signed(secret, "msg_bad", {"type": "purchase_order.lost"})
     malformed = await client.post(path, content=malformed_body, headers=malformed_headers)
     assert malformed.status_code == 422
+    garbled = await client.post(
+        path, content=body, headers={**headers, "webhook-signature": "v1-no-comma"}
+    )
+    assert_problem(garbled, 401, "invalid-signature")
+    not_utf8 = await client.post(path, content=b"\xff\xfe{}", headers=headers)
+    assert_problem(not_utf8, 401, "invalid-signature")
+    long_body, long_headers = signed(secret, "m" * 201, ack)
+    long_id = await client.post(path, content=long_body, headers=long_headers)
+    assert_problem(long_id, 422, "validation-error")
 
 
 async def test_a_message_about_another_suppliers_po_is_kept_but_not_applied(
@@ -318,3 +327,26 @@ async def test_a_webhook_supplier_url_must_be_safe_outside_development_mode(
     )
     assert_problem(response, 422, "unsafe-webhook-url")
     assert response.json()["errors"][0]["location"] == "body.connector.url"
+
+
+async def test_a_po_for_a_supplier_switched_to_manual_is_dead_at_once(
+    client: httpx.AsyncClient, dev_app: FastAPI, keys: Keys, relay: Relay
+) -> None:
+    async with running_receiver() as receiver:
+        sup = await supplier(client, keys, {"type": "webhook", "url": receiver.url})
+        await secret_of(client, keys, sup["id"])
+        await backorder_product(client, keys, sup["id"])
+        await place(client, keys, {SKU: 5})
+        assert await relay.dispatch_once() > 0  # the PO is on its way to the webhook...
+        changed = await client.patch(  # ...when the supplier is switched to manual
+            f"/v1/suppliers/{sup['id']}", json={"connector": {"type": "manual"}}, headers=keys.staff
+        )
+        assert changed.status_code == 200, changed.text
+        await relay.run_once()
+        assert receiver.received == []
+    async with dev_app.state.database.transaction(write=False) as session:
+        (delivery,) = (
+            await session.scalars(select(Delivery).where(Delivery.target_type == "supplier"))
+        ).all()
+    assert delivery.status == "dead"
+    assert delivery.last_error == "the supplier's connector is now manual"

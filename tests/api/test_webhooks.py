@@ -221,10 +221,15 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def test_retry_after_is_honoured_on_429_and_503(
+async def test_retry_after_is_honoured_on_429_and_503_never_sooner_than_the_schedule(
     client: httpx.AsyncClient, dev_app: FastAPI, keys: Keys, relay: Relay, clock: Clock
 ) -> None:
-    answers = [(429, {"retry-after": "7"}), (503, {"retry-after": "3600"}), (204, {})]
+    answers = [
+        (429, {"retry-after": "100"}),
+        (503, {"retry-after": "3600"}),
+        (429, {"retry-after": "1"}),
+        (204, {}),
+    ]
 
     async def script(_: Received) -> Answer:
         return answers.pop(0)
@@ -235,14 +240,20 @@ async def test_retry_after_is_honoured_on_429_and_503(
         start = clock.now
         await relay.run_once()
         (delivery,) = await deliveries(client, keys, endpoint["id"])
-        assert _time(delivery["next_attempt_at"]) == start + timedelta(seconds=7)
-        clock.advance(seconds=7)
+        assert _time(delivery["next_attempt_at"]) == start + timedelta(seconds=100)
+        clock.advance(seconds=100)
         await relay.run_once()
         (delivery,) = await deliveries(client, keys, endpoint["id"])
         assert _time(delivery["next_attempt_at"]) == clock.now + timedelta(hours=1)
         clock.advance(hours=1)
         await relay.run_once()
-        assert len(receiver.received) == 3
+        # Asked for one second, it still waits the schedule's third step.
+        (delivery,) = await deliveries(client, keys, endpoint["id"])
+        third_step = timedelta(seconds=schedule.BACKOFF_SECONDS[2])
+        assert _time(delivery["next_attempt_at"]) == clock.now + third_step
+        clock.advance(seconds=third_step.total_seconds())
+        await relay.run_once()
+        assert len(receiver.received) == 4
     (delivery,) = await deliveries(client, keys, endpoint["id"])
     assert delivery["status"] == "delivered"
 

@@ -3,8 +3,10 @@ customers). Built only when STOCKFLOW_SMTP_HOST is set."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Protocol
 
 import aiosmtplib
@@ -44,16 +46,23 @@ class SmtpMailer:
         settings = self._settings
         if "From" not in message:
             message["From"] = settings.sender
+        if "Date" not in message:
+            message["Date"] = formatdate(localtime=False)
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=settings.password,
-                start_tls=settings.starttls,
-                use_tls=settings.use_tls,
-                timeout=settings.timeout_seconds,
-            )
+            # One deadline for the whole conversation: aiosmtplib's own timeout bounds each
+            # command, and an attempt must end well within its delivery lease.
+            async with asyncio.timeout(settings.timeout_seconds):
+                await aiosmtplib.send(
+                    message,
+                    hostname=settings.host,
+                    port=settings.port,
+                    username=settings.username,
+                    password=settings.password,
+                    start_tls=settings.starttls,
+                    use_tls=settings.use_tls,
+                    timeout=settings.timeout_seconds,
+                )
+        except TimeoutError as exc:
+            raise MailError(f"timed out after {settings.timeout_seconds} s") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise MailError(f"{type(exc).__name__}: {exc}"[:500]) from exc

@@ -36,6 +36,8 @@ class Reply:
     retry_after: str | None
     error: str | None
     latency_ms: int
+    permanent: bool = False
+    """Trying again cannot help (the receiver no longer takes deliveries): dead at once."""
 
 
 class WebhookSender(Protocol):

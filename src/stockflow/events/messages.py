@@ -11,9 +11,33 @@ from typing import Any
 
 CSV_COLUMNS = ("line", "supplier_sku", "sku", "quantity", "unit_cost", "currency")
 
+# ISO 4217 currencies whose minor unit is not a hundredth (the rest have two decimals).
+_ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
+_DECIMALS = {
+    **dict.fromkeys(_ZERO_DECIMALS.split(), 0),
+    **dict.fromkeys(_THREE_DECIMALS.split(), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def amount(minor: int, currency: str) -> str:
+    """Minor units as the decimal amount people read (1290 EUR -> ``12.90``)."""
+    decimals = _DECIMALS.get(currency, 2)
+    sign = "-" if minor < 0 else ""
+    whole, fraction = divmod(abs(minor), 10**decimals)
+    return f"{sign}{whole:,}" + (f".{fraction:0{decimals}d}" if decimals else "")
+
 
 def _money(minor: int, currency: str) -> str:
-    return f"{minor / 100:,.2f} {currency}"
+    return f"{amount(minor, currency)} {currency}"
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text: one starting like a formula would run."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def purchase_order_csv(po: dict[str, Any]) -> str:
@@ -24,10 +48,10 @@ def purchase_order_csv(po: dict[str, Any]) -> str:
         writer.writerow(
             (
                 number,
-                line["supplier_sku"],
-                line["sku"],
+                _cell(line["supplier_sku"]),
+                _cell(line["sku"]),
                 line["quantity"],
-                line["cost_price"],
+                amount(line["cost_price"], line["currency"]).replace(",", ""),
                 line["currency"],
             )
         )

@@ -33,7 +33,8 @@ async def settle(session: AsyncSession, *, now: datetime) -> list[str]:
     told = []
     for order_id, order in orders.items():
         waiting = any(line.backordered > 0 for line in lines[order_id])
-        if order.status == "cancelled" or waiting or order_id in already:
+        # A cancelled order ships nothing; a shipped one was told by its shipment.
+        if order.status in ("cancelled", "shipped") or waiting or order_id in already:
             continue
         order.updated_at = now
         await outbox.record(

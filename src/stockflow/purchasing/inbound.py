@@ -6,6 +6,7 @@ applied by the worker, so that a supplier resending a message changes nothing tw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -39,31 +40,41 @@ def _secrets(supplier: Supplier, box: SecretBox, now: datetime) -> list[str]:
     return [secret for secret in found if secret is not None]
 
 
+_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
 def _verified(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> None:
     for secret in secrets:
         try:
             Webhook(secret).verify(body, dict(headers), json_parse=False)
-        except WebhookVerificationError:
+        except (WebhookVerificationError, ValueError, UnicodeError):
+            # Malformed signatures and bodies that are not UTF-8 verify nothing either.
             continue
         return
     raise InvalidSignature("The message's signature does not verify.")
 
 
-async def receive(
+async def verify(
     session: AsyncSession,
     *,
     supplier_id: str,
     body: bytes,
     headers: Mapping[str, str],
     box: SecretBox,
-) -> InboundAccepted:
-    """Check and keep one message; 401 for an unknown supplier or a bad signature alike,
-    so the endpoint tells nothing to whoever cannot sign."""
-    now = datetime.now(UTC)
+) -> SupplierMessage:
+    """The message, if the supplier signed it (read only: an unsigned request never
+    reaches a write). 401 for an unknown supplier or a bad signature alike, so the
+    endpoint tells nothing to whoever cannot sign; 422 for a signed message that is not
+    one Stockflow understands."""
     supplier = await suppliers.get_supplier(session, supplier_id)
     if supplier is None:
         raise InvalidSignature("The message's signature does not verify.")
-    _verified(body, headers, _secrets(supplier, box, now))
+    _verified(body, headers, _secrets(supplier, box, datetime.now(UTC)))
+    if not _MESSAGE_ID.match(headers["webhook-id"]):
+        raise InvalidRequest(
+            "webhook-id must be 1 to 200 printable ASCII characters.",
+            errors=[{"location": "header.webhook-id", "message": "1-200 printable ASCII"}],
+        )
     try:
         message = SupplierMessage.model_validate_json(body)
     except ValidationError as exc:
@@ -79,14 +90,25 @@ async def receive(
             "An acknowledgement needs expected_delivery_date.",
             errors=[{"location": "body.expected_delivery_date", "message": "required"}],
         )
-    message_id = headers["webhook-id"]
+    return message
+
+
+async def keep(
+    session: AsyncSession,
+    *,
+    supplier_id: str,
+    message: SupplierMessage,
+    message_id: str,
+    body: bytes,
+) -> InboundAccepted:
+    """Keep a verified message once by its id, for the worker to apply."""
     new = await inbox_repository.add_if_absent(
         session,
-        source_id=supplier.id,
+        source_id=supplier_id,
         message_id=message_id,
         type_=message.type,
         body=body.decode(),
-        now=now,
+        now=datetime.now(UTC),
     )
     return InboundAccepted(id=message_id, duplicate=not new)
 
@@ -139,17 +161,30 @@ async def waiting(session: AsyncSession) -> bool:
     return await inbox_repository.any_unprocessed(session)
 
 
+def _purchase_order_of(kept: InboxMessage) -> str:
+    try:
+        return SupplierMessage.model_validate_json(kept.body).purchase_order_id
+    except ValidationError:
+        return ""
+
+
 async def process(session: AsyncSession, *, now: datetime) -> int:
     """Apply one batch of kept messages, each in a savepoint: one that cannot be applied
-    (an unknown or cancelled purchase order) is marked with its error, not retried."""
+    (an unknown or cancelled purchase order, or anything unexpected) is marked with its
+    error and never blocks the ones behind it. Applied in purchase-order id order (each
+    PO's messages in the order they came), so two workers lock POs in the same order."""
     messages = await inbox_repository.claim_unprocessed(session, limit=BATCH)
-    for kept in messages:
+    for kept in sorted(messages, key=_purchase_order_of):
         error: str | None = None
         try:
             async with session.begin_nested():
                 await _apply(session, kept)
         except StockflowError as exc:
             error = exc.detail
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("supplier_message_failed", message_id=kept.message_id)
+        if error is not None:
             log.warning("supplier_message_not_applied", message_id=kept.message_id, error=error)
         await inbox_repository.mark_processed(session, message_id=kept.id, now=now, error=error)
     return len(messages)

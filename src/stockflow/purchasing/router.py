@@ -273,12 +273,22 @@ async def receive_supplier_message(supplier_id: ResourceId, request: Request) ->
     # The body is read before the transaction opens (a slow sender holds no connection),
     # and checked byte for byte: the signature covers the exact bytes.
     raw = await read_body(request)
-    async with request.app.state.database.transaction() as session:
-        accepted = await inbound.receive(
+    database = request.app.state.database
+    # Checked in a read transaction: an unsigned request never takes a write lock.
+    async with database.transaction(write=False) as session:
+        message = await inbound.verify(
             session,
             supplier_id=supplier_id,
             body=raw,
             headers=request.headers,
             box=request.app.state.webhooks.box,
+        )
+    async with database.transaction() as session:
+        accepted = await inbound.keep(
+            session,
+            supplier_id=supplier_id,
+            message=message,
+            message_id=request.headers["webhook-id"],
+            body=raw,
         )
     return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)

@@ -63,11 +63,12 @@ def after_attempt(
         return Outcome(Verdict.ENDPOINT_GONE, now)
     if attempts >= max_attempts:
         return Outcome(Verdict.DEAD)
+    step = timedelta(seconds=BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1] * jitter())
+    wait = step
     if status_code in (429, 503) and retry_after is not None:
-        wait = min(max(retry_after, timedelta(seconds=1)), MAX_RETRY_AFTER)
-    else:
-        step = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
-        wait = timedelta(seconds=step * jitter())
+        # Never sooner than the receiver asks, nor than the schedule would: a receiver
+        # answering "Retry-After: 1" must not use up the attempts in seconds.
+        wait = max(step, min(retry_after, MAX_RETRY_AFTER))
     return Outcome(Verdict.RETRY, now + wait)
 
 

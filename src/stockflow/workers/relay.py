@@ -40,7 +40,8 @@ from stockflow.webhooks.secrets import SecretBox
 log = get_logger(__name__)
 
 _CUSTOMER_NOTICES = (EventType.ORDER_CREATED, EventType.ORDER_READY_TO_SHIP)
-_ADDRESSED_TYPES = (EventType.PURCHASE_ORDER_SUBMITTED, *_CUSTOMER_NOTICES)
+_SUPPLIER_TYPES = (EventType.PURCHASE_ORDER_SUBMITTED,)
+_ADDRESSED_TYPES = (*_SUPPLIER_TYPES, *_CUSTOMER_NOTICES)
 
 Clock = Callable[[], datetime]
 
@@ -93,8 +94,12 @@ class Relay:
         """Hand one batch of events to their endpoints; the number of events handed out."""
         now = self._clock()
         async with self._database.transaction() as session:
+            # Only the events whose receivers they name themselves are read whole: the
+            # rest (most orders, with mail off) are handed out by type alone.
             events = await queries.claim_undispatched(
-                session, limit=self._settings.dispatch_batch, with_data=_ADDRESSED_TYPES
+                session,
+                limit=self._settings.dispatch_batch,
+                with_data=_ADDRESSED_TYPES if self._mailer is not None else _SUPPLIER_TYPES,
             )
             if not events:
                 return 0
@@ -200,9 +205,12 @@ class Relay:
     async def _send(self, job: Job, now: datetime) -> Reply:
         """One attempt, by the receiver's kind: a signed POST (webhook endpoint, or a
         supplier's webhook connector), or a mail (supplier's e-mail connector, customer)."""
-        if job.target_type == "webhook" or (job.connector or {}).get("type") == "webhook":
+        connector = (job.connector or {}).get("type")
+        if job.target_type == "supplier" and connector not in ("webhook", "email"):
+            return Reply(None, None, f"the supplier's connector is now {connector}", 0, True)
+        if job.target_type == "webhook" or connector == "webhook":
             if job.url is None:
-                return Reply(None, None, "the receiver no longer exists", 0)
+                return Reply(None, None, "the receiver no longer exists", 0, True)
             secrets = self._secrets(job, now)
             body = signing.event_body(
                 event_id=job.event_id,
@@ -254,18 +262,22 @@ class Relay:
             reply = Reply(None, None, f"{type(exc).__name__}: {exc}"[:500], 0)
         done = self._clock()
         attempts = job.attempts + 1
-        outcome = schedule.after_attempt(
-            attempts=attempts,
-            max_attempts=job.max_attempts,
-            status_code=reply.status_code,
-            retry_after=(
-                schedule.parse_retry_after(reply.retry_after, now=done)
-                if reply.status_code in (429, 503)
-                else None
-            ),
-            now=done,
-            jitter=self._jitter,
-            gone_disables=job.target_type == "webhook",
+        outcome = (
+            schedule.Outcome(schedule.Verdict.DEAD)
+            if reply.permanent
+            else schedule.after_attempt(
+                attempts=attempts,
+                max_attempts=job.max_attempts,
+                status_code=reply.status_code,
+                retry_after=(
+                    schedule.parse_retry_after(reply.retry_after, now=done)
+                    if reply.status_code in (429, 503)
+                    else None
+                ),
+                now=done,
+                jitter=self._jitter,
+                gone_disables=job.target_type == "webhook",
+            )
         )
         values: dict[str, object] = {
             "attempts": attempts,
@@ -359,7 +371,10 @@ class Relay:
         jobs = await self.claim(free) if free > 0 and (work.claimable or dispatched) else []
         for job in jobs:
             self._start(job)
-        return dispatched > 0 or len(jobs) == free > 0
+        # Straight on only while work is left behind (a full batch); otherwise the next
+        # round waits a poll interval, so that a busy service's relay hands events out in
+        # batches instead of spinning on every few.
+        return dispatched >= self._settings.dispatch_batch or len(jobs) == free > 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then finish the sends in hand (each bounded by its
