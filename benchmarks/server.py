@@ -127,7 +127,6 @@ async def running(
         "STOCKFLOW_HOST": "127.0.0.1",
         "STOCKFLOW_PORT": str(port),
         "STOCKFLOW_LOG_LEVEL": "warning",
-        "STOCKFLOW_MAINTENANCE_ENABLED": "false",
         **(env or {}),
     }
     if bare:

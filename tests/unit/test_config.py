@@ -66,3 +66,21 @@ def test_production_with_postgres_and_a_secret_starts() -> None:
         secret_key="a-real-secret",
     )
     assert not settings.is_sqlite
+
+
+def test_a_delivery_lease_must_outlive_an_attempt() -> None:
+    with pytest.raises(ValidationError, match="LEASE"):
+        Settings(delivery_lease_seconds=5, webhook_timeout_seconds=10)
+    Settings(delivery_lease_seconds=11, webhook_timeout_seconds=10)  # mail off: SMTP's is moot
+    with pytest.raises(ValidationError, match="SMTP"):
+        Settings(delivery_lease_seconds=11, webhook_timeout_seconds=10, smtp_host="mail.example")
+
+
+def test_production_refuses_private_webhook_addresses() -> None:
+    with pytest.raises(ValidationError, match="ALLOW_PRIVATE"):
+        Settings(
+            environment="production",
+            database_url="postgresql://db/stockflow",
+            secret_key="s3cret-enough",
+            webhooks_allow_private=True,
+        )
