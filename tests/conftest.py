@@ -114,6 +114,13 @@ def app(settings: Settings, database: Database) -> FastAPI:
 
 
 @pytest.fixture
+def dev_app(app: FastAPI) -> FastAPI:
+    """The app in development mode for webhooks: receivers on loopback may be registered."""
+    app.state.webhooks = replace(app.state.webhooks, allow_private=True)
+    return app
+
+
+@pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://stockflow.test") as c:

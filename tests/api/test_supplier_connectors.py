@@ -24,7 +24,6 @@ from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.models import Delivery
 from stockflow.webhooks.secrets import SecretBox
-from stockflow.webhooks.service import WebhookConfig
 from stockflow.workers import maintenance
 from stockflow.workers.relay import Relay
 from tests.assertions import assert_problem
@@ -34,14 +33,6 @@ from tests.mailbox import Mailbox, running_mailbox
 from tests.receiver import running_receiver
 
 SKU = "MUG-SUP"
-
-
-@pytest.fixture
-def dev_app(app: FastAPI, settings: Settings) -> FastAPI:
-    app.state.webhooks = WebhookConfig(
-        box=SecretBox(settings.secret_key.get_secret_value()), allow_private=True
-    )
-    return app
 
 
 @pytest.fixture

@@ -47,15 +47,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def dev_app(app: FastAPI, settings: Settings) -> FastAPI:
-    """Development mode: the receiver on loopback may be registered."""
-    app.state.webhooks = WebhookConfig(
-        box=SecretBox(settings.secret_key.get_secret_value()), allow_private=True
-    )
-    return app
-
-
-@pytest.fixture
 async def relay(settings: Settings, database: Database, clock: Clock) -> AsyncIterator[Relay]:
     relay = Relay(
         database,

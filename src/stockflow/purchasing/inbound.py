@@ -22,8 +22,7 @@ from stockflow.observability.logging import get_logger
 from stockflow.purchasing import inbox_repository, po_service
 from stockflow.purchasing import repository as suppliers
 from stockflow.purchasing.inbound_schemas import InboundAccepted, SigningSecret, SupplierMessage
-from stockflow.webhooks.secrets import SecretBox, new_secret
-from stockflow.webhooks.service import SECRET_OVERLAP
+from stockflow.webhooks.secrets import SecretBox, rotate
 
 log = get_logger(__name__)
 BATCH = 50
@@ -31,13 +30,13 @@ BATCH = 50
 
 def _secrets(supplier: Supplier, box: SecretBox, now: datetime) -> list[str]:
     # Unreadable secrets (sealed under an earlier service key) verify nothing.
-    found = [box.open_previous(supplier.secret)]
-    if (
-        supplier.previous_secret_expires_at is not None
-        and supplier.previous_secret_expires_at > now
-    ):
-        found.append(box.open_previous(supplier.previous_secret))
-    return [secret for secret in found if secret is not None]
+    return box.in_use(
+        supplier.secret,
+        supplier.previous_secret,
+        supplier.previous_secret_expires_at,
+        now=now,
+        require_current=False,
+    )
 
 
 _MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -122,11 +121,10 @@ async def issue_secret(
     supplier = await suppliers.get_supplier_for_update(session, supplier_id)
     if supplier is None:
         raise NotFound(f"Supplier {supplier_id} does not exist.")
-    now = datetime.now(UTC)
-    secret = new_secret()
-    expires = now + SECRET_OVERLAP if supplier.secret is not None else None
-    supplier.previous_secret, supplier.previous_secret_expires_at = supplier.secret, expires
-    supplier.secret = box.seal(secret)
+    rotation = rotate(box, supplier.secret, now=datetime.now(UTC))
+    supplier.secret = rotation.sealed
+    supplier.previous_secret = rotation.previous
+    supplier.previous_secret_expires_at = expires = rotation.previous_expires_at
     await suppliers.save(session)
     await audit.record(
         session,
@@ -137,7 +135,7 @@ async def issue_secret(
         before=None,
         after={"previous_secret_expires_at": None if expires is None else expires.isoformat()},
     )
-    return SigningSecret(secret=secret, previous_secret_expires_at=expires)
+    return SigningSecret(secret=rotation.secret, previous_secret_expires_at=expires)
 
 
 async def _apply(session: AsyncSession, kept: InboxMessage) -> None:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+SECRET_OVERLAP = timedelta(hours=24)
+"""How long a replaced secret keeps signing (and verifying) beside the new one."""
 SECRET_PREFIX = "whsec_"  # noqa: S105  (the format's prefix, not a secret)
 _SECRET_BYTES = 32
 
@@ -56,3 +60,43 @@ class SecretBox:
                 "a stored signing secret cannot be decrypted: was STOCKFLOW_SECRET_KEY "
                 "changed? Rotate the secret."
             ) from None
+
+    def in_use(
+        self,
+        current: str | None,
+        previous: str | None,
+        previous_expires_at: datetime | None,
+        *,
+        now: datetime,
+        require_current: bool,
+    ) -> list[str]:
+        """The secrets that sign (or verify) now: the current one, and the replaced one
+        until it expires. A replaced one that cannot be read is left out; so is an
+        unreadable current one unless ``require_current`` (then `open` says why)."""
+        found = []
+        if current is not None:
+            found.append(self.open(current) if require_current else self.open_previous(current))
+        elif require_current:
+            raise ValueError(
+                "no signing secret: issue one with POST /v1/suppliers/{id}/signing-secret"
+            )
+        if previous_expires_at is not None and previous_expires_at > now:
+            found.append(self.open_previous(previous))
+        return [secret for secret in found if secret is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    secret: str
+    """The new secret, to be shown once."""
+    sealed: str
+    previous: str | None
+    previous_expires_at: datetime | None
+
+
+def rotate(box: SecretBox, current: str | None, *, now: datetime) -> Rotation:
+    """A new secret; the current one (if any) stays in use for `SECRET_OVERLAP`. Rotating
+    again within that time ends the older one at once."""
+    secret = new_secret()
+    expires = now + SECRET_OVERLAP if current is not None else None
+    return Rotation(secret, box.seal(secret), current, expires)

@@ -4,7 +4,7 @@ and rotated with an overlap, deliveries shown with every attempt, retries and re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,9 +28,8 @@ from stockflow.webhooks.schemas import (
     WebhookEndpointRead,
     WebhookEndpointUpdate,
 )
-from stockflow.webhooks.secrets import SecretBox, new_secret
+from stockflow.webhooks.secrets import SecretBox, new_secret, rotate
 
-SECRET_OVERLAP = timedelta(hours=24)
 MAX_REPLAY = 10_000
 
 
@@ -173,15 +172,18 @@ async def rotate_secret(
     endpoint = await _found(session, endpoint_id, for_update=True)
     before = _read(endpoint)
     now = datetime.now(UTC)
-    secret = new_secret()
-    endpoint.previous_secret = endpoint.secret
-    endpoint.previous_secret_expires_at = now + SECRET_OVERLAP
-    endpoint.secret = config.box.seal(secret)
+    rotation = rotate(config.box, endpoint.secret, now=now)
+    endpoint.secret = rotation.sealed
+    endpoint.previous_secret = rotation.previous
+    endpoint.previous_secret_expires_at = rotation.previous_expires_at
     endpoint.updated_at = now
     await repository.save(session)
     after = _read(endpoint)
     await _audit(session, actor, "webhook_endpoint.secret_rotated", endpoint.id, before, after)
-    return SecretRotated(secret=secret, previous_secret_expires_at=now + SECRET_OVERLAP)
+    assert rotation.previous_expires_at is not None  # an endpoint always has a secret
+    return SecretRotated(
+        secret=rotation.secret, previous_secret_expires_at=rotation.previous_expires_at
+    )
 
 
 def _delivery_read(

@@ -191,16 +191,13 @@ class Relay:
         return kept
 
     def _secrets(self, job: Job, now: datetime) -> list[str]:
-        if job.secret is None:
-            raise ValueError(
-                "no signing secret: issue one with POST /v1/suppliers/{id}/signing-secret"
-            )
-        secrets = [self._box.open(job.secret)]
-        if job.previous_secret_expires_at is not None and job.previous_secret_expires_at > now:
-            previous = self._box.open_previous(job.previous_secret)
-            if previous is not None:
-                secrets.append(previous)
-        return secrets
+        return self._box.in_use(
+            job.secret,
+            job.previous_secret,
+            job.previous_secret_expires_at,
+            now=now,
+            require_current=True,
+        )
 
     async def _send(self, job: Job, now: datetime) -> Reply:
         """One attempt, by the receiver's kind: a signed POST (webhook endpoint, or a
