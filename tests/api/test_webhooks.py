@@ -19,6 +19,7 @@ from stockflow.adapters.webhook_http import HttpWebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.webhooks import schedule
+from stockflow.webhooks.addresses import system_resolver
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.webhooks.service import WebhookConfig
 from stockflow.workers.relay import Relay, RelaySettings
@@ -391,7 +392,7 @@ async def test_unsafe_urls_are_refused_outside_development_mode(
 ) -> None:
     async def resolver(host: str, port: int) -> list[str]:
         return {"internal.example.com": ["93.184.216.34", "10.9.8.7"]}.get(
-            host, [] if host.endswith(".example.com") else await _system(host, port)
+            host, [] if host.endswith(".example.com") else await system_resolver(host, port)
         )
 
     app.state.webhooks = WebhookConfig(
@@ -402,12 +403,6 @@ async def test_unsafe_urls_are_refused_outside_development_mode(
     response = await client.post("/v1/webhook-endpoints", json={"url": url}, headers=keys.admin)
     assert_problem(response, 422, "unsafe-webhook-url")
     assert response.json()["errors"][0]["location"] == "body.url"
-
-
-async def _system(host: str, port: int) -> list[str]:
-    from stockflow.webhooks.addresses import system_resolver
-
-    return await system_resolver(host, port)
 
 
 async def test_send_time_checks_the_address_connected_to_and_follows_no_redirect(

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 # Seconds to wait after the n-th failed attempt (n = 1, 2, ...); 68.7 hours in all.
@@ -82,8 +83,6 @@ def parse_retry_after(value: str | None, *, now: datetime) -> timedelta | None:
         # Anything past a day is cut to a day by the caller; a huge number must not
         # overflow on the way there.
         return timedelta(seconds=int(value) if len(value) <= 9 else 10**9)
-    from email.utils import parsedate_to_datetime
-
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
