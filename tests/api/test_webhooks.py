@@ -541,3 +541,37 @@ async def test_a_previous_secret_sealed_under_an_old_service_key_is_left_out(
         (request,) = await receiver.wait_for(1)
     assert len(request.headers["webhook-signature"].split(" ")) == 1
     verified(request, secret)
+
+
+async def test_an_attempt_that_gets_no_answer_ends_at_its_deadline_and_is_retried(
+    client: httpx.AsyncClient, dev_app: FastAPI, keys: Keys, database: Database, clock: Clock
+) -> None:
+    release = asyncio.Event()
+
+    async def never(_: Received) -> Answer:
+        await release.wait()
+        return 204, {}
+
+    async with running_receiver(never) as receiver:
+        endpoint = await register(client, keys, receiver.url)
+        relay = Relay(
+            database,
+            HttpWebhookSender(timeout_seconds=0.5, allow_private=True),
+            dev_app.state.webhooks.box,
+            clock=clock,
+            jitter=lambda: 1.0,
+        )
+        try:
+            await product(client, keys)
+            assert await relay.run_once() == 1  # returns: the attempt did not wait forever
+        finally:
+            release.set()
+            await relay.aclose()
+    (delivery,) = await deliveries(client, keys, endpoint["id"])
+    (attempt,) = delivery["attempts"]
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "timed out after 0.5 s"
+    assert delivery["status"] == "pending"
+    assert _time(delivery["next_attempt_at"]) == clock.now + timedelta(
+        seconds=schedule.BACKOFF_SECONDS[0]
+    )
