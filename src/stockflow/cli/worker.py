@@ -24,9 +24,10 @@ def worker(
 ) -> None:
     """Run the background jobs: the outbox relay (webhook, supplier and e-mail deliveries
     with retries), applying suppliers' messages, housekeeping (pruning past retention) and
-    the submission of consolidated purchase orders. Run as many as you like beside the servers: they share the work safely. On
-    SIGTERM or Ctrl-C the jobs in hand are finished before it exits. Serving with
-    STOCKFLOW_WORKER_IN_PROCESS=false leaves these jobs to this command."""
+    the submission of consolidated purchase orders. Run as many as you like beside the
+    servers: they share the work safely. On SIGTERM or Ctrl-C the jobs in hand are
+    finished before it exits. Serving with STOCKFLOW_WORKER_IN_PROCESS=false leaves these
+    jobs to this command."""
     settings = load_settings()
 
     async def main() -> None:
