@@ -78,10 +78,10 @@ def run(
         int,
         typer.Option(
             min=1,
-            help="`stockflow serve --workers` (default: one per core, as deployed).",
-            show_default=False,
+            help="`stockflow serve --workers` (default 1, as `serve` starts: on a machine "
+            "whose cores PostgreSQL shares, a second process costs more than it adds).",
         ),
-    ] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+    ] = 1,
     rate_share: Annotated[
         float,
         typer.Option(

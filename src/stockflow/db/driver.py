@@ -109,6 +109,13 @@ class RequestConnection:
         joined, so its own commit does not reach it)."""
         if self.in_transaction():
             dbapi_connection = self._pooled.dbapi_connection
+            transaction = getattr(dbapi_connection, "_transaction", None)
+            discarding = getattr(dbapi_connection, "_call_and_discard", None)
+            if transaction is not None and discarding is not None:
+                # The adapter's own commit, awaited here rather than through a greenlet:
+                # the same COMMIT, after which the adapter forgets the transaction.
+                await self._guarded("COMMIT", lambda: discarding(transaction.commit))
+                return
 
             async def commit() -> None:
                 await self._connection.run_sync(lambda _: dbapi_connection.commit())

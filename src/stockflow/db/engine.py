@@ -133,7 +133,10 @@ class Database:
                     await session.commit()
                 await request_connection.commit()
             finally:
-                await session.close()
+                if session.in_transaction() or session.sync_session.identity_map:
+                    await session.close()
+                # else the session never spoke: it holds nothing to release, and closing
+                # it costs a greenlet hop on every order.
         finally:
             # Returns the connection to the pool, rolling back whatever is still open.
             await connection.close()
