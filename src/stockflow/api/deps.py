@@ -66,12 +66,20 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sf_...`")
 
 
-async def _authenticated(
-    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
-    if credentials is None:
+def _bearer_token(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>``, read as ``_bearer`` reads it, without
+    building its credentials model on the order path."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if not (scheme and token) or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+async def _authenticated(request: Request, session: AsyncSession, token: str | None) -> Principal:
+    if token is None:
         raise AuthenticationRequired("Send an API key as `Authorization: Bearer <key>`.")
-    principal, last_used_at = await auth_service.authenticate(session, credentials.credentials)
+    principal, last_used_at = await auth_service.authenticate(session, token)
     recorder: KeyUsageRecorder = request.app.state.key_usage
     recorder.note(principal.id, last_used_at)
     return principal
@@ -88,7 +96,9 @@ async def get_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return await _authenticated(request, session, credentials)
+    return await _authenticated(
+        request, session, None if credentials is None else credentials.credentials
+    )
 
 
 def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -118,7 +128,7 @@ async def caller_transaction(
     """
     database = get_database(request)
     async with database.transaction(write=_writes(request)) as session:
-        principal = await _authenticated(request, session, await _bearer(request))
+        principal = await _authenticated(request, session, _bearer_token(request))
         yield session, _permitted(principal, allowed)
 
 
