@@ -35,6 +35,8 @@ DATA_TABLES = (
     "idempotency_records",
     "shipment_lines",
     "shipments",
+    "refunds",
+    "payments",
     "order_lines",
     "orders",
     "stock_movements",

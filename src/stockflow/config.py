@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -86,6 +87,16 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
     mail_from: str = "Stockflow <stockflow@localhost>"
+    # Payments: `none` confirms every order at once; `manual` and `stripe` place orders as
+    # `pending_payment` until they are paid (`manual`: staff record offline payments).
+    payments: Literal["none", "manual", "stripe"] = "none"
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # An order still unpaid this long after it was placed is cancelled by the worker
+    # (seconds, or ISO 8601 such as PT30M).
+    payment_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
 
     @field_validator("database_url")
     @classmethod
@@ -113,6 +124,25 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "STOCKFLOW_WEBHOOKS_ALLOW_PRIVATE is for development; production refuses it"
                 )
+        if self.payments == "stripe":
+            missing = [
+                name
+                for name, value in (
+                    ("STOCKFLOW_STRIPE_SECRET_KEY", self.stripe_secret_key),
+                    ("STOCKFLOW_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret),
+                )
+                if value is None or not value.get_secret_value()
+            ]
+            if missing:
+                raise ValueError("STOCKFLOW_PAYMENTS=stripe requires " + " and ".join(missing))
+        if not self.stripe_api_base.startswith(("https://", "http://")):
+            raise ValueError("STOCKFLOW_STRIPE_API_BASE must be an http(s) URL")
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.payments == "stripe"
+            and not self.stripe_api_base.startswith("https://")
+        ):
+            raise ValueError("production requires an https STOCKFLOW_STRIPE_API_BASE")
         longest = self.webhook_timeout_seconds
         if self.smtp_host is not None:
             longest = max(longest, self.smtp_timeout_seconds)

@@ -271,3 +271,64 @@ class InvalidSignature(StockflowError):
         "`webhook-timestamp` within five minutes, `webhook-signature`) signed with the "
         "sender's signing secret."
     )
+
+
+class PaymentProviderMismatch(StockflowError):
+    slug = "payment-provider-mismatch"
+    title = "Not paid through this provider"
+    status = 409
+    description = (
+        "The order is paid through another payment provider than the one this operation "
+        "uses (for example recording an offline payment for an order placed with Stripe, or "
+        "asking for a PaymentIntent when payments are `manual` or off). `payment_provider` "
+        "is the order's."
+    )
+
+
+class PaymentExceedsAmountDue(StockflowError):
+    slug = "payment-exceeds-amount-due"
+    title = "Payment exceeds the amount due"
+    status = 422
+    description = (
+        "A recorded payment may not take more than the order still owes (`amount_due`), and "
+        "an order that was cancelled owes nothing."
+    )
+
+
+class RefundExceedsPaid(StockflowError):
+    slug = "refund-exceeds-paid"
+    title = "Refund exceeds what was paid"
+    status = 422
+    description = (
+        "Refunds of an order never add up to more than was paid for it. `refundable` is what "
+        "may still be refunded: the amount paid less refunds made or in progress."
+    )
+
+
+class PaymentInProgress(StockflowError):
+    slug = "payment-in-progress"
+    title = "Payment request in progress"
+    status = 409
+    description = (
+        "Another request about this order's payment is talking to the payment provider right "
+        "now. Retry after the number of seconds in `Retry-After`: you will get its result."
+    )
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 1, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PaymentProviderUnavailable(StockflowError):
+    slug = "payment-provider-unavailable"
+    title = "Payment provider unavailable"
+    status = 502
+    description = (
+        "The payment provider could not be reached, timed out or failed. Nothing was changed "
+        "here, and nothing was charged twice: retry after the number of seconds in "
+        "`Retry-After` (the provider is asked with the same idempotency key)."
+    )
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 5, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_seconds = retry_after_seconds

@@ -44,6 +44,7 @@ ADJUSTMENT = {"delta": 5, "reason": "role matrix"}
 NEW_CUSTOMER = {"name": "Matrix Customer", "email": "matrix@example.com"}
 ORDER_FOR_OWN = {"customer_id": "{own_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
 ORDER_FOR_OTHER = {"customer_id": "{other_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
+PAYMENT = {"amount": 100, "reference": "matrix"}
 CANCEL = {"reason": "role matrix"}
 SHIPMENT = {"lines": [{"sku": SKU, "quantity": 1}]}
 NEW_SUPPLIER = {"name": "Matrix Supplier", "connector": {"type": "manual"}}
@@ -99,6 +100,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("POST", "/v1/orders/{other_order}/cancel", CANCEL, (200, 200, 200, 404, 401)),
     ("POST", "/v1/orders/{own_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
     ("POST", "/v1/orders/{other_order}/shipments", SHIPMENT, (201, 201, 403, 403, 401)),
+    # Recording offline payments: admin and staff (these orders were placed with payments
+    # off, so the permitted roles get past the role check to 409).
+    ("POST", "/v1/orders/{own_order}/payments", PAYMENT, (409, 409, 403, 403, 401)),
     # Suppliers: admin and staff all; service reads; a customer reads only active products.
     ("POST", "/v1/suppliers", NEW_SUPPLIER, (201, 201, 403, 403, 401)),
     ("GET", "/v1/suppliers", None, (200, 200, 200, 403, 401)),
@@ -318,7 +322,12 @@ async def test_role_matrix(
     signed = path.endswith("/inbound")  # a signature, not a key, is what it asks for
     if expected >= 400:
         assert response.headers["content-type"].startswith(PROBLEM)
-        slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}[expected]
+        slug = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not-found",
+            409: "payment-provider-mismatch",
+        }[expected]
         if signed:
             slug = "invalid-signature"
         assert response.json()["type"] == f"/problems/{slug}"

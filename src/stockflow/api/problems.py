@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stockflow.errors import (
     AuthenticationRequired,
+    PaymentInProgress,
+    PaymentProviderUnavailable,
     ServiceUnavailable,
     StockflowError,
     problem_type_uri,
@@ -78,7 +80,7 @@ async def _handle_stockflow_error(_request: Request, exc: Exception) -> JSONResp
     headers = None
     if isinstance(exc, AuthenticationRequired):
         headers = {"WWW-Authenticate": 'Bearer realm="stockflow"'}
-    elif isinstance(exc, ServiceUnavailable):
+    elif isinstance(exc, ServiceUnavailable | PaymentInProgress | PaymentProviderUnavailable):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     return problem_response(
         status=exc.status,

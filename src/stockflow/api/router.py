@@ -11,6 +11,7 @@ from stockflow.events.router import router as events_router
 from stockflow.inventory.router import router as inventory_router
 from stockflow.orders.router import place_order
 from stockflow.orders.router import router as orders_router
+from stockflow.payments.router import router as payments_router
 from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
 from stockflow.webhooks.router import deliveries_router as webhook_deliveries_router
@@ -24,6 +25,7 @@ V1_PREFIX = "/v1"
 V1_ROUTERS: tuple[APIRouter, ...] = (
     orders_router,
     inventory_router,
+    payments_router,
     products_router,
     customers_router,
     purchase_orders_router,
@@ -44,6 +46,7 @@ OPENAPI_TAGS: list[dict[str, str]] = [
     {"name": "Inventory", "description": "Stock per SKU, adjustments and the ledger."},
     {"name": "Customers", "description": "Who orders."},
     {"name": "Orders", "description": "Placing, previewing, shipping and cancelling orders."},
+    {"name": "Payments", "description": "Payments and refunds of orders."},
     {"name": "Suppliers", "description": "Suppliers and the terms they sell each product on."},
     {"name": "Purchase orders", "description": "Replenishment from suppliers."},
     {"name": "Events", "description": "What happened, as webhook endpoints receive it."},

@@ -8,6 +8,7 @@ from enum import StrEnum
 class EventType(StrEnum):
     ORDER_CREATED = "order.created"
     ORDER_BACKORDERED = "order.backordered"
+    ORDER_CONFIRMED = "order.confirmed"
     ORDER_CANCELLED = "order.cancelled"
     ORDER_READY_TO_SHIP = "order.ready_to_ship"
     ORDER_SHIPPED = "order.shipped"
@@ -18,12 +19,19 @@ class EventType(StrEnum):
     PURCHASE_ORDER_ACKNOWLEDGED = "purchase_order.acknowledged"
     PURCHASE_ORDER_RECEIVED = "purchase_order.received"
     PURCHASE_ORDER_CANCELLED = "purchase_order.cancelled"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    REFUND_SUCCEEDED = "refund.succeeded"
 
 
 DESCRIPTIONS: dict[EventType, str] = {
     EventType.ORDER_CREATED: "An order was placed. `data.object` is the order.",
     EventType.ORDER_BACKORDERED: (
         "An order was placed with at least one line waiting for stock (sent after `order.created`)."
+    ),
+    EventType.ORDER_CONFIRMED: (
+        "An order waiting for payment was paid in full and can now ship. `data.object` is "
+        "the order."
     ),
     EventType.ORDER_CANCELLED: "An order was cancelled; `data.object.cancel_reason` says why.",
     EventType.ORDER_READY_TO_SHIP: (
@@ -50,6 +58,14 @@ DESCRIPTIONS: dict[EventType, str] = {
         "Goods of a purchase order arrived (each receipt). `data.receipt` lists them."
     ),
     EventType.PURCHASE_ORDER_CANCELLED: "A purchase order was cancelled.",
+    EventType.PAYMENT_SUCCEEDED: (
+        "Money was taken for an order (a Stripe payment, or an offline payment staff "
+        "recorded). `data.object` is the payment."
+    ),
+    EventType.PAYMENT_FAILED: (
+        "A payment attempt failed; the order can still be paid. `data.object` is the payment."
+    ),
+    EventType.REFUND_SUCCEEDED: "Money was given back for an order. `data.object` is the refund.",
 }
 
 WILDCARD = "*"

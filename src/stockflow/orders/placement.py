@@ -47,6 +47,7 @@ from stockflow.orders.schemas import (
 )
 from stockflow.orders.service import OrderLimits, customer_for
 from stockflow.orders.states import OrderStatus, fulfilment_flag, initial_status
+from stockflow.payments.rules import payment_required, payment_status
 from stockflow.purchasing import po_repository, replenishment
 from stockflow.purchasing.po_repository import Counters, SupplierTerms
 from stockflow.purchasing.replenishment import PlannedLine
@@ -248,6 +249,14 @@ def _order_read(
         tax_amount=order["tax_amount"],
         discount_amount=order["discount_amount"],
         total=order["total"],
+        payment_status=payment_status(
+            provider=order["payment_provider"],
+            total=order["total"],
+            amount_paid=0,
+            amount_refunded=0,
+        ),
+        amount_paid=0,
+        amount_refunded=0,
         lines=[
             OrderLineRead.model_construct(
                 sku=row["sku"],
@@ -334,7 +343,9 @@ async def place_order(
         now=now,
     )
 
-    status = initial_status(payment_required=False)
+    status = initial_status(
+        payment_required=payment_required(limits.payment_provider, checked.priced.total)
+    )
     by_product = {outcome.line.product_id: outcome for outcome in outcomes}
     line_rows: list[dict[str, Any]] = [
         {
@@ -379,6 +390,7 @@ async def place_order(
         "placed_by": actor.id,
         "created_at": now,
         "updated_at": now,
+        "payment_provider": limits.payment_provider,
     }
     waiting = [row["product_id"] for row in line_rows if row["backordered"] > 0]
     if not waiting:

@@ -341,6 +341,7 @@ async def default_location_id(session: AsyncSession) -> str:
 _ORDER_COLUMNS = (
     "id", "customer_id", "status", "currency", "subtotal", "shipping_amount", "tax_amount",
     "discount_amount", "total", "metadata", "placed_by", "created_at", "updated_at",
+    "payment_provider",
 )  # fmt: skip
 _LINE_COLUMNS = (
     "id", "order_id", "product_id", "sku", "position", "quantity", "unit_price", "line_total",
@@ -360,9 +361,9 @@ _PG_INSERT_ORDER = """
 WITH new_order AS (
     INSERT INTO orders (
         id, customer_id, status, currency, subtotal, shipping_amount, tax_amount,
-        discount_amount, total, metadata, placed_by, created_at, updated_at
+        discount_amount, total, metadata, placed_by, created_at, updated_at, payment_provider
     )
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14)
 ),
 new_lines AS (
     INSERT INTO order_lines (
@@ -370,15 +371,15 @@ new_lines AS (
         allocated, backordered, shipped
     )
     SELECT * FROM unnest(
-        $14::varchar[], $15::varchar[], $16::varchar[], $17::varchar[], $18::int[],
-        $19::int[], $20::bigint[], $21::bigint[], $22::int[], $23::int[], $24::int[]
+        $15::varchar[], $16::varchar[], $17::varchar[], $18::varchar[], $19::int[],
+        $20::int[], $21::bigint[], $22::bigint[], $23::int[], $24::int[], $25::int[]
     )
 ),
 new_events AS (
     INSERT INTO events (id, type, object_type, object_id, data, created_at)
     SELECT * FROM unnest(
-        $38::varchar[], $39::varchar[], $40::varchar[], $41::varchar[], $42::text[],
-        $43::timestamptz[]
+        $39::varchar[], $40::varchar[], $41::varchar[], $42::varchar[], $43::text[],
+        $44::timestamptz[]
     )
 )
 INSERT INTO stock_movements (
@@ -386,9 +387,9 @@ INSERT INTO stock_movements (
     reserved_after, reason, note, actor, order_id, purchase_order_id, created_at
 )
 SELECT * FROM unnest(
-    $25::varchar[], $26::varchar[], $27::varchar[], $28::int[], $29::int[], $30::int[],
-    $31::int[], $32::varchar[], $33::varchar[], $34::varchar[], $35::varchar[],
-    $36::varchar[], $37::timestamptz[]
+    $26::varchar[], $27::varchar[], $28::varchar[], $29::int[], $30::int[], $31::int[],
+    $32::int[], $33::varchar[], $34::varchar[], $35::varchar[], $36::varchar[],
+    $37::varchar[], $38::timestamptz[]
 )
 """
 

@@ -30,6 +30,9 @@ from stockflow.orders.schemas import (
     ShipmentRead,
 )
 from stockflow.orders.states import OrderStatus
+from stockflow.payments import service as payments
+from stockflow.payments.rules import PaymentProvider
+from stockflow.payments.schemas import OrderDetail
 
 router = APIRouter(prefix="/orders", tags=["Orders"])
 
@@ -39,6 +42,7 @@ def _limits(settings: Settings) -> service.OrderLimits:
         max_lines=settings.max_lines_per_order,
         max_quantity=settings.max_quantity_per_line,
         po_consolidation_seconds=settings.po_consolidation_seconds,
+        payment_provider=PaymentProvider(settings.payments),
     )
 
 
@@ -159,12 +163,15 @@ async def list_orders(
 @router.get(
     "/{order_id}",
     summary="Get an order",
-    description="With its lines, money breakdown, status and fulfilment flag. Customers: own only.",
+    description=(
+        "With its lines, money breakdown, status, fulfilment flag, payment status, and its "
+        "payments and refunds. Customers: own only."
+    ),
 )
 async def get_order(
     order_id: ResourceId, session: SessionDep, principal: AnyPrincipal
-) -> OrderRead:
-    return await service.get_order(session, viewer=principal, order_id=order_id)
+) -> OrderDetail:
+    return await payments.order_detail(session, viewer=principal, order_id=order_id)
 
 
 @router.post(

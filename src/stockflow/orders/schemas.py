@@ -8,6 +8,7 @@ from pydantic import Field
 from stockflow.api.schemas import ReadModel, WriteModel
 from stockflow.catalog.schemas import Sku
 from stockflow.orders.states import FulfilmentFlag, OrderStatus
+from stockflow.payments.rules import PaymentStatus
 
 MAX_AMOUNT = 10**12
 Money = Annotated[
@@ -90,6 +91,19 @@ class OrderRead(ReadModel):
     tax_amount: int = Field(examples=[0])
     discount_amount: int = Field(examples=[0])
     total: int = Field(examples=[3760])
+    payment_status: PaymentStatus = Field(
+        description=(
+            "`not_required` when no payment provider is on (the order was confirmed at "
+            "once); else `unpaid`, `partially_paid`, `paid`, `partially_refunded` or "
+            "`refunded`."
+        ),
+        examples=["paid"],
+    )
+    amount_paid: int = Field(description="Minor units taken for this order.", examples=[3760])
+    amount_refunded: int = Field(
+        description="Minor units refunded or being refunded (never more than was paid).",
+        examples=[0],
+    )
     lines: list[OrderLineRead]
     metadata: dict[str, Any]
     cancel_reason: str | None

@@ -17,6 +17,7 @@ from stockflow.inventory import backlog
 from stockflow.orders import repository
 from stockflow.orders.schemas import OrderLineRead, OrderRead
 from stockflow.orders.states import OrderStatus, fulfilment_flag
+from stockflow.payments.rules import PaymentProvider, payment_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class OrderLimits:
     max_lines: int
     max_quantity: int
     po_consolidation_seconds: int = 0
+    payment_provider: PaymentProvider = PaymentProvider.NONE
 
 
 def customer_for(actor: Principal, requested: str | None) -> str:
@@ -58,6 +60,14 @@ def to_read(
         tax_amount=order.tax_amount,
         discount_amount=order.discount_amount,
         total=order.total,
+        payment_status=payment_status(
+            provider=PaymentProvider(order.payment_provider),
+            total=order.total,
+            amount_paid=order.amount_paid,
+            amount_refunded=order.amount_refunded,
+        ),
+        amount_paid=order.amount_paid,
+        amount_refunded=order.amount_refunded,
         lines=[
             OrderLineRead.model_validate(line).model_copy(
                 update={"expected_available_date": promised.get(line.id)}
@@ -76,14 +86,6 @@ async def promises_for(session: AsyncSession, lines: Iterable[OrderLine]) -> dic
     """Promise dates for the waiting lines among ``lines`` (no query when none waits)."""
     product_ids = sorted({line.product_id for line in lines if line.backordered > 0})
     return await backlog.promises(session, product_ids) if product_ids else {}
-
-
-async def get_order(session: AsyncSession, *, viewer: Principal, order_id: str) -> OrderRead:
-    order = await repository.get(session, order_id)
-    if order is None or (viewer.is_customer and order.customer_id != viewer.customer_id):
-        raise NotFound(f"Order {order_id} does not exist.")
-    lines = (await repository.lines_of(session, [order.id]))[order.id]
-    return to_read(order, lines, await promises_for(session, lines))
 
 
 async def list_orders(

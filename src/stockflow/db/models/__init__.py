@@ -15,6 +15,7 @@ from stockflow.db.models.events import (
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
 from stockflow.db.models.orders import Order, OrderLine, Shipment, ShipmentLine
+from stockflow.db.models.payments import Payment, Refund
 from stockflow.db.models.purchasing import (
     PurchaseOrder,
     PurchaseOrderLine,
@@ -34,10 +35,12 @@ __all__ = [
     "Location",
     "Order",
     "OrderLine",
+    "Payment",
     "Product",
     "PurchaseOrder",
     "PurchaseOrderLine",
     "ReadinessCheck",
+    "Refund",
     "Shipment",
     "ShipmentLine",
     "StockLevel",

@@ -37,7 +37,20 @@ class Order(Base):
         ),
         CheckConstraint("total >= 0", name="total_non_negative"),
         CheckConstraint("length(currency) = 3", name="currency_iso4217"),
+        CheckConstraint(
+            "payment_provider IN ('none', 'manual', 'stripe')", name="payment_provider_known"
+        ),
+        CheckConstraint("amount_paid >= 0", name="amount_paid_non_negative"),
+        CheckConstraint("amount_refunded >= 0", name="amount_refunded_non_negative"),
+        CheckConstraint("amount_refunded <= amount_paid", name="refunded_within_paid"),
         Index("ix_orders_customer_id_id", "customer_id", "id"),
+        # The worker's expiry job: the few orders still waiting for payment.
+        Index(
+            "ix_orders_unpaid",
+            "created_at",
+            postgresql_where=text("status = 'pending_payment'"),
+            sqlite_where=text("status = 'pending_payment'"),
+        ),
         Index("ix_orders_status_id", "status", "id"),
     )
 
@@ -56,6 +69,14 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How it is paid for, fixed when it is placed (`STOCKFLOW_PAYMENTS` then).
+    payment_provider: Mapped[str] = mapped_column(String(10), server_default="none")
+    amount_paid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Refunds succeeded or still in progress: what may still be refunded is the difference.
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # One call to the payment provider at a time per order: held (outside any transaction)
+    # by whoever talks to the provider about this order, until it returns or this passes.
+    payment_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OrderLine(Base):

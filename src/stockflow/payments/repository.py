@@ -1,0 +1,28 @@
+"""Queries about payments and refunds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockflow.db.models import Payment, Refund
+
+
+def add(session: AsyncSession, row: Payment | Refund) -> None:
+    session.add(row)
+
+
+async def payments_of(session: AsyncSession, order_id: str) -> Sequence[Payment]:
+    rows = await session.scalars(
+        select(Payment).where(Payment.order_id == order_id).order_by(Payment.id)
+    )
+    return rows.all()
+
+
+async def refunds_of(session: AsyncSession, order_id: str) -> Sequence[Refund]:
+    rows = await session.scalars(
+        select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)
+    )
+    return rows.all()

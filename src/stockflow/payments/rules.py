@@ -1,0 +1,71 @@
+"""The rules about an order's money. Pure: no web, database or provider imports."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+
+class PaymentProvider(StrEnum):
+    NONE = "none"
+    MANUAL = "manual"
+    STRIPE = "stripe"
+
+
+class PaymentStatus(StrEnum):
+    """An order's payment state, beside its status (DESIGN §1)."""
+
+    NOT_REQUIRED = "not_required"
+    UNPAID = "unpaid"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+def payment_required(provider: PaymentProvider, total: int) -> bool:
+    """Whether a new order waits for its payment: only with a provider, and only when there
+    is something to pay (an order of total 0 is confirmed at once)."""
+    return provider is not PaymentProvider.NONE and total > 0
+
+
+def payment_status(
+    *, provider: PaymentProvider, total: int, amount_paid: int, amount_refunded: int
+) -> PaymentStatus:
+    if amount_refunded > 0:
+        return (
+            PaymentStatus.REFUNDED
+            if amount_refunded >= amount_paid
+            else PaymentStatus.PARTIALLY_REFUNDED
+        )
+    if amount_paid > 0:
+        return PaymentStatus.PAID if amount_paid >= total else PaymentStatus.PARTIALLY_PAID
+    if not payment_required(provider, total):
+        return PaymentStatus.NOT_REQUIRED
+    return PaymentStatus.UNPAID
+
+
+def still_due(*, total: int, amount_paid: int) -> int:
+    return max(total - amount_paid, 0)
+
+
+def refundable(*, amount_paid: int, amount_refunded: int) -> int:
+    """What may still be refunded: refunds in progress already count against it."""
+    return max(amount_paid - amount_refunded, 0)
+
+
+def unshipped_value(lines: list[tuple[int, int, int]]) -> int:
+    """The value of what an order did not ship, from (quantity, shipped, unit_price) per line.
+
+    Cancelling a paid order refunds it: everything paid when nothing shipped (the caller
+    caps it at what is refundable, which includes shipping and tax), else the unshipped
+    units at their unit price.
+    """
+    return sum((quantity - shipped) * unit_price for quantity, shipped, unit_price in lines)
+
+
+def provider_key(*parts: str) -> str:
+    """An idempotency key for the payment provider, derived from what identifies the
+    request: the same parts give the same key, and no caller's raw key is ever sent."""
+    digest = hashlib.sha256("\x1f".join(("stockflow", *parts)).encode()).hexdigest()
+    return f"sf-{digest[:48]}"
