@@ -23,6 +23,7 @@ from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
 from stockflow.observability.logging import configure_logging, get_logger
+from stockflow.payments.checkout import build_checkout
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.webhooks.service import WebhookConfig
 from stockflow.workers.runner import Worker, build_relay
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         if running is not None:
             await running
         await relay.aclose()
+        if app.state.checkout is not None:
+            await app.state.checkout.gateway.aclose()
         await app.state.key_usage.drain()
         await database.dispose()
 
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         box=SecretBox(settings.secret_key.get_secret_value()),
         allow_private=settings.webhooks_allow_private,
     )
+    app.state.checkout = build_checkout(settings, database)
     app.state.key_usage = KeyUsageRecorder(
         database, interval=timedelta(seconds=settings.key_usage_interval_seconds)
     )

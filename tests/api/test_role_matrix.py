@@ -103,6 +103,10 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Recording offline payments: admin and staff (these orders were placed with payments
     # off, so the permitted roles get past the role check to 409).
     ("POST", "/v1/orders/{own_order}/payments", PAYMENT, (409, 409, 403, 403, 401)),
+    # The order's Stripe PaymentIntent: everyone for the orders they may see (with payments
+    # off here, 409 once past the role and visibility checks).
+    ("POST", "/v1/orders/{own_order}/payment-intent", None, (409, 409, 409, 409, 401)),
+    ("POST", "/v1/orders/{other_order}/payment-intent", None, (409, 409, 409, 404, 401)),
     # Suppliers: admin and staff all; service reads; a customer reads only active products.
     ("POST", "/v1/suppliers", NEW_SUPPLIER, (201, 201, 403, 403, 401)),
     ("GET", "/v1/suppliers", None, (200, 200, 200, 403, 401)),

@@ -132,6 +132,16 @@ async def caller_transaction(
         yield session, _permitted(principal, allowed)
 
 
+async def authenticated_caller(request: Request, allowed: frozenset[Role]) -> Principal:
+    """The authenticated, permitted caller, from a read transaction of its own that ends
+    here: for an endpoint that talks to a third party and must hold no transaction (and on
+    SQLite no lock) while it waits for the answer."""
+    database = get_database(request)
+    async with database.transaction(write=False) as session:
+        principal = await _authenticated(request, session, _bearer_token(request))
+    return _permitted(principal, allowed)
+
+
 BEARER_SECURITY: list[dict[str, list[str]]] = [{_bearer.scheme_name: []}]
 """The operation's ``security`` in OpenAPI, for an endpoint that authenticates without
 declaring the bearer dependency."""

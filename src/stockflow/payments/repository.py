@@ -26,3 +26,20 @@ async def refunds_of(session: AsyncSession, order_id: str) -> Sequence[Refund]:
         select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)
     )
     return rows.all()
+
+
+async def by_intent(session: AsyncSession, intent_id: str) -> Payment | None:
+    found: Payment | None = await session.scalar(
+        select(Payment).where(Payment.intent_id == intent_id)
+    )
+    return found
+
+
+async def stripe_payments_of(session: AsyncSession, order_id: str) -> Sequence[Payment]:
+    rows = await session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order_id)
+        .where(Payment.provider == "stripe")
+        .order_by(Payment.id)
+    )
+    return rows.all()

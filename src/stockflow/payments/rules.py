@@ -69,3 +69,19 @@ def provider_key(*parts: str) -> str:
     request: the same parts give the same key, and no caller's raw key is ever sent."""
     digest = hashlib.sha256("\x1f".join(("stockflow", *parts)).encode()).hexdigest()
     return f"sf-{digest[:48]}"
+
+
+def payment_state_of_intent(intent_status: str, *, failed: bool = False) -> str:
+    """A Stripe PaymentIntent's status as a payment's: what the customer still has to do is
+    ``requires_payment`` (``failed`` when the last attempt was declined)."""
+    if intent_status == "succeeded":
+        return "succeeded"
+    if intent_status in ("processing", "requires_capture"):
+        return "processing"
+    if intent_status == "canceled":
+        return "cancelled"
+    return "failed" if failed else "requires_payment"
+
+
+OPEN_PAYMENT_STATES = frozenset({"requires_payment", "failed", "processing"})
+"""A Stripe payment in one of these can still be paid through its PaymentIntent."""

@@ -75,3 +75,21 @@ class OrderDetail(OrderRead):
 
     payments: list[PaymentRead]
     refunds: list[RefundRead]
+
+
+class PaymentIntentRead(ReadModel):
+    """What the storefront needs to take the payment with Stripe.js (Payment Element,
+    Express Checkout for Google Pay and Apple Pay)."""
+
+    payment_id: str = Field(examples=["pay_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
+    intent_id: str = Field(examples=["pi_3QAbCdEfGhIjKlMn"])
+    client_secret: str = Field(
+        description="Hand it to Stripe.js on the customer's device; never log it.",
+        examples=["pi_3QAbCdEfGhIjKlMn_secret_4RsTuVwXyZ"],
+    )
+    amount: int = Field(description="Minor units to pay.", examples=[3760])
+    currency: str = Field(examples=["EUR"])
+    status: str = Field(
+        description="The payment's status: `requires_payment` until the customer pays.",
+        examples=["requires_payment"],
+    )

@@ -1,0 +1,205 @@
+"""Paying an order through Stripe: the PaymentIntent the storefront asks for, against a fake
+of Stripe's API on loopback driven by the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from stockflow.app import create_app
+from stockflow.config import Settings
+from stockflow.db.engine import Database
+from tests.api.test_orders import COASTER, MUG, cancel, create_product, place
+from tests.assertions import assert_problem
+from tests.conftest import Keys
+from tests.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, running_fake_stripe
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeStripe]:
+    async with running_fake_stripe() as running:
+        yield running
+
+
+def stripe_settings(database_url: str, fake: FakeStripe, **extra: Any) -> Settings:
+    return Settings(
+        database_url=database_url,
+        payments="stripe",
+        stripe_secret_key=SECRET_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=fake.url,
+        stripe_timeout_seconds=1.0,
+        **extra,
+    )
+
+
+@pytest.fixture
+async def stripe_app(
+    database_url: str, database: Database, fake: FakeStripe
+) -> AsyncIterator[FastAPI]:
+    app = create_app(stripe_settings(database_url, fake), database=database)
+    yield app
+    await app.state.checkout.gateway.aclose()
+
+
+@pytest.fixture
+async def shop(stripe_app: FastAPI, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=stripe_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://stockflow.test") as c:
+        await create_product(c, keys, MUG, unit_price=1290, stock=20)
+        await create_product(c, keys, COASTER, unit_price=350, stock=10)
+        yield c
+    await stripe_app.state.key_usage.drain()
+
+
+async def unpaid(client: httpx.AsyncClient, keys: Keys) -> dict[str, Any]:
+    response = await place(client, keys.customer, None, (MUG, 2), (COASTER, 1))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def intent_for(
+    client: httpx.AsyncClient, headers: dict[str, str], order_id: str
+) -> httpx.Response:
+    return await client.post(f"/v1/orders/{order_id}/payment-intent", headers=headers)
+
+
+async def test_placing_an_order_never_calls_stripe_and_its_intent_carries_the_order(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe
+) -> None:
+    order = await unpaid(shop, keys)
+    assert (order["status"], order["payment_status"]) == ("pending_payment", "unpaid")
+    assert fake.calls == []
+
+    response = await intent_for(shop, keys.customer, order["id"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["amount"], body["currency"], body["status"]) == (2930, "EUR", "requires_payment")
+    [call] = fake.calls
+    assert (call.method, call.path) == ("POST", "/v1/payment_intents")
+    assert call.params == {
+        "amount": "2930",
+        "currency": "eur",
+        "metadata[order_id]": order["id"],
+        "automatic_payment_methods[enabled]": "true",
+    }
+    # Derived from the order and the amount, never a caller's raw key.
+    assert call.idempotency_key is not None
+    assert call.idempotency_key.startswith("sf-")
+    assert order["id"] not in call.idempotency_key
+    intent = fake.intents[body["intent_id"]]
+    assert body["client_secret"] == intent["client_secret"]
+
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.customer)).json()
+    [payment] = detail["payments"]
+    assert (payment["id"], payment["provider"], payment["intent_id"], payment["status"]) == (
+        body["payment_id"],
+        "stripe",
+        body["intent_id"],
+        "requires_payment",
+    )
+    assert "client_secret" not in payment
+
+    again = await intent_for(shop, keys.service, order["id"])
+    assert again.json() == body
+    assert len(fake.calls) == 1, "the open PaymentIntent is answered without asking Stripe"
+
+
+async def test_twenty_concurrent_calls_make_one_payment_intent(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database
+) -> None:
+    order = await unpaid(shop, keys)
+    fake.latency = 0.2  # long enough for every caller to arrive while the first waits
+    answers = await asyncio.gather(
+        *(intent_for(shop, keys.customer, order["id"]) for _ in range(20))
+    )
+    secrets = set()
+    for answer in answers:
+        if answer.status_code == 200:
+            secrets.add(answer.json()["client_secret"])
+        else:
+            assert_problem(answer, 409, "payment-in-progress")
+            assert int(answer.headers["Retry-After"]) >= 1
+    assert len(secrets) == 1
+    assert sum(a.status_code == 200 for a in answers) >= 1
+    assert len(fake.calls_to("POST", "/v1/payment_intents")) == 1
+    assert len(fake.intents) == 1
+    assert fake.overlapping_keys == []
+    assert fake.in_flight_max == 1
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert len(detail["payments"]) == 1
+
+
+@pytest.mark.parametrize("failure", [("status", 500), ("hang", 3.0), ("slow", 3.0)])
+async def test_a_failed_or_timed_out_create_changes_nothing_and_a_retry_charges_once(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, failure: tuple[str, float]
+) -> None:
+    order = await unpaid(shop, keys)
+    fake.fail_next("/v1/payment_intents", failure)
+    failed = await intent_for(shop, keys.customer, order["id"])
+    assert_problem(failed, 502, "payment-provider-unavailable")
+    assert int(failed.headers["Retry-After"]) > 0
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["payments"]) == ("pending_payment", [])
+
+    # As a client following Retry-After would (shortened): while Stripe still works on the
+    # timed-out request, it refuses the same key with 409, which answers 502 here.
+    async with asyncio.timeout(10):
+        while (retried := await intent_for(shop, keys.customer, order["id"])).status_code != 200:
+            assert_problem(retried, 502, "payment-provider-unavailable")
+            await asyncio.sleep(0.25)
+    # "slow" did create one at Stripe before the answer was lost: the retry gets that one.
+    assert len(fake.intents) == 1
+    assert retried.json()["intent_id"] in fake.intents
+    keys_sent = {c.idempotency_key for c in fake.calls_to("POST", "/v1/payment_intents")}
+    assert len(keys_sent) == 1
+
+
+async def test_only_an_unpaid_stripe_order_of_ones_own_gets_an_intent(
+    shop: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    keys: Keys,
+    fake: FakeStripe,
+) -> None:
+    others = await place(shop, keys.staff, keys.other_customer_id, (MUG, 1))
+    assert_problem(await intent_for(shop, keys.customer, others.json()["id"]), 404, "not-found")
+    assert_problem(await intent_for(shop, keys.customer, "ord_missing"), 404, "not-found")
+    assert_problem(await intent_for(shop, {}, others.json()["id"]), 401, "unauthenticated")
+
+    cancelled = await unpaid(shop, keys)
+    assert (await cancel(shop, keys.customer, cancelled["id"])).status_code == 200
+    assert_problem(
+        await intent_for(shop, keys.customer, cancelled["id"]),
+        409,
+        "invalid-state-transition",
+        from_status="cancelled",
+    )
+    # Placed while payments were off: nothing to pay through Stripe.
+    free = await place(client, keys.customer, None, (MUG, 1))
+    assert_problem(
+        await intent_for(shop, keys.customer, free.json()["id"]),
+        409,
+        "payment-provider-mismatch",
+        payment_provider="none",
+    )
+    # A deployment without Stripe has nothing to create it with.
+    assert_problem(
+        await intent_for(client, keys.customer, free.json()["id"]),
+        409,
+        "payment-provider-mismatch",
+        payment_provider="none",
+    )
+    assert fake.calls == []
+
+
+def test_stripe_payments_need_both_keys() -> None:
+    with pytest.raises(ValueError, match="STOCKFLOW_STRIPE_WEBHOOK_SECRET"):
+        Settings(payments="stripe", stripe_secret_key="sk_test_x")
+    with pytest.raises(ValueError, match="STOCKFLOW_STRIPE_SECRET_KEY"):
+        Settings(payments="stripe", stripe_webhook_secret="whsec_x")
