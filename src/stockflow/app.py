@@ -139,17 +139,28 @@ SUPPLIER_SIGNATURE_SCHEME = {
 }
 
 
+STRIPE_SIGNATURE_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "stripe-signature",
+    "description": (
+        "Stripe's `t=<time>,v1=<HMAC-SHA256>` over the exact body, with the endpoint's "
+        "signing secret (STOCKFLOW_STRIPE_WEBHOOK_SECRET), at most five minutes old."
+    ),
+}
+
+
 def _document_signature_scheme(app: FastAPI) -> None:
-    """Inbound supplier messages are authenticated by their signature; OpenAPI learns the
-    scheme here, as FastAPI learns the bearer scheme from its dependency."""
+    """Inbound supplier messages and Stripe's events are authenticated by their signatures;
+    OpenAPI learns the schemes here, as FastAPI learns the bearer scheme from its dependency."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})[
-                "SupplierSignature"
-            ] = SUPPLIER_SIGNATURE_SCHEME
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["SupplierSignature"] = SUPPLIER_SIGNATURE_SCHEME
+            schemes["StripeSignature"] = STRIPE_SIGNATURE_SCHEME
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -332,3 +332,14 @@ class PaymentProviderUnavailable(StockflowError):
     def __init__(self, detail: str, *, retry_after_seconds: int = 5, **extensions: Any) -> None:
         super().__init__(detail, **extensions)
         self.retry_after_seconds = retry_after_seconds
+
+
+class InvalidStripeSignature(StockflowError):
+    slug = "invalid-stripe-signature"
+    title = "Invalid Stripe signature"
+    status = 400
+    description = (
+        "A request to `POST /v1/webhooks/stripe` does not carry a `Stripe-Signature` made "
+        "with the endpoint's signing secret over the exact body within the last five "
+        "minutes, or its body is not a Stripe event. Nothing was kept."
+    )

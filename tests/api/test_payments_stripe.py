@@ -4,16 +4,20 @@ of Stripe's API on loopback driven by the real SDK."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
+from stockflow.db.models import InboxMessage
+from stockflow.payments import stripe_events
 from tests.api.test_orders import COASTER, MUG, cancel, create_product, place
 from tests.assertions import assert_problem
 from tests.conftest import Keys
@@ -203,3 +207,154 @@ def test_stripe_payments_need_both_keys() -> None:
         Settings(payments="stripe", stripe_secret_key="sk_test_x")
     with pytest.raises(ValueError, match="STOCKFLOW_STRIPE_SECRET_KEY"):
         Settings(payments="stripe", stripe_webhook_secret="whsec_x")
+
+
+# --- Stripe's events -----------------------------------------------------------------
+
+
+async def deliver(client: httpx.AsyncClient, payload: str, signature: str | None) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return await client.post("/v1/webhooks/stripe", content=payload, headers=headers)
+
+
+async def work(app: FastAPI, database: Database) -> int:
+    """One round of the worker's Stripe job."""
+    return await stripe_events.apply_waiting(database, app.state.checkout.gateway)
+
+
+async def kept_events(database: Database) -> list[InboxMessage]:
+    async with database.transaction(write=False) as session:
+        rows = await session.scalars(
+            select(InboxMessage).where(InboxMessage.source_type == "stripe")
+        )
+        return list(rows.all())
+
+
+async def told(client: httpx.AsyncClient, keys: Keys, kind: str) -> list[dict[str, Any]]:
+    response = await client.get("/v1/events", headers=keys.staff, params={"type": kind})
+    assert response.status_code == 200, response.text
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def paying(shop: httpx.AsyncClient, keys: Keys) -> tuple[dict[str, Any], dict[str, Any]]:
+    order = await unpaid(shop, keys)
+    response = await intent_for(shop, keys.customer, order["id"])
+    assert response.status_code == 200, response.text
+    return order, response.json()
+
+
+async def test_an_event_without_a_good_recent_signature_is_refused_and_changes_nothing(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    stale = int(time.time()) - 301
+    for signature in (
+        None,
+        "t=1,v1=deadbeef",
+        fake.sign(payload, secret="whsec_someone_else"),
+        fake.sign(payload, timestamp=stale),
+        fake.sign(payload.replace("succeeded", "succeeded "), timestamp=None),
+    ):
+        assert_problem(await deliver(shop, payload, signature), 400, "invalid-stripe-signature")
+    assert await kept_events(database) == []
+    assert await work(stripe_app, database) == 0
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"]) == ("pending_payment", 0)
+
+
+async def test_a_succeeded_event_sent_five_times_at_once_is_applied_once(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    answers = await asyncio.gather(*(deliver(shop, payload, fake.sign(payload)) for _ in range(5)))
+    assert [a.status_code for a in answers] == [200] * 5
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True, True, True]
+    assert len(await kept_events(database)) == 1
+    assert await work(stripe_app, database) == 1
+    assert await work(stripe_app, database) == 0
+
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.customer)).json()
+    assert (detail["status"], detail["payment_status"], detail["amount_paid"]) == (
+        "confirmed",
+        "paid",
+        2930,
+    )
+    [payment] = detail["payments"]
+    assert (payment["status"], payment["amount_received"]) == ("succeeded", 2930)
+    assert len(await told(shop, keys, "payment.succeeded")) == 1
+    [confirmed] = await told(shop, keys, "order.confirmed")
+    assert confirmed["data"]["object"]["id"] == order["id"]
+
+
+async def test_a_declined_payment_leaves_the_order_payable_and_a_late_failure_changes_nothing(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    declined = fake.event("payment_intent.payment_failed", fake.fail(intent["intent_id"]))
+    assert (await deliver(shop, declined, fake.sign(declined))).status_code == 200
+    await work(stripe_app, database)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["payments"][0]["status"]) == ("pending_payment", "failed")
+    assert detail["payments"][0]["failure_message"] == "Your card was declined."
+    [failed] = await told(shop, keys, "payment.failed")
+    assert failed["data"]["object"]["intent_id"] == intent["intent_id"]
+    # The customer tries again with the same PaymentIntent and another card.
+    again = await intent_for(shop, keys.customer, order["id"])
+    assert again.json()["client_secret"] == intent["client_secret"]
+
+    succeeded = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    # The failure is delivered again, after the success: Stripe's word now counts.
+    for payload in (succeeded, declined.replace('"evt_', '"evt_late_')):
+        assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    await work(stripe_app, database)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["payments"][0]["status"]) == ("confirmed", "succeeded")
+    assert len(await told(shop, keys, "payment.failed")) == 1
+
+
+async def test_a_success_told_before_the_intent_call_returned_still_confirms_the_order(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order = await unpaid(shop, keys)
+    # Stripe creates the PaymentIntent but its answer comes too late for the call.
+    fake.fail_next("/v1/payment_intents", ("slow", 1.5))
+    lost = await intent_for(shop, keys.customer, order["id"])
+    assert_problem(lost, 502, "payment-provider-unavailable")
+    [intent_id] = fake.intents
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent_id))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    await work(stripe_app, database)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"]) == ("confirmed", 2930)
+    assert [p["intent_id"] for p in detail["payments"]] == [intent_id]
+    # The storefront's retry finds the order paid.
+    assert_problem(
+        await intent_for(shop, keys.customer, order["id"]), 409, "invalid-state-transition"
+    )
+    assert len(fake.intents) == 1
+
+
+async def test_an_event_whose_intent_stripe_cannot_show_now_waits_for_the_next_round(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    fake.fail_next(f"/v1/payment_intents/{intent['intent_id']}", ("status", 500))
+    assert await work(stripe_app, database) == 0
+    assert (await kept_events(database))[0].processed_at is None
+    assert await work(stripe_app, database) == 1
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert detail["status"] == "confirmed"
+
+
+async def test_stripe_events_are_not_taken_where_payments_are_not_stripe(
+    client: httpx.AsyncClient, fake: FakeStripe
+) -> None:
+    payload = fake.event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"})
+    assert_problem(await deliver(client, payload, fake.sign(payload)), 404, "not-found")

@@ -138,6 +138,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("POST", "/v1/suppliers/{supplier}/signing-secret", None, (200, 200, 403, 403, 401)),
     # A supplier's messages are authenticated by their signature, never by an API key.
     ("POST", "/v1/suppliers/{supplier}/inbound", INBOUND, (401, 401, 401, 401, 401)),
+    # Stripe's events are authenticated by Stripe's signature, and taken only where payments
+    # are `stripe` (they are off here).
+    ("POST", "/v1/webhooks/stripe", None, (404, 404, 404, 404, 404)),
     # Events: admin and staff read them.
     ("GET", "/v1/events", None, (200, 200, 403, 403, 401)),
     ("GET", "/v1/events/{event}", None, (200, 200, 403, 403, 401)),

@@ -12,6 +12,7 @@ from stockflow.inventory.router import router as inventory_router
 from stockflow.orders.router import place_order
 from stockflow.orders.router import router as orders_router
 from stockflow.payments.router import router as payments_router
+from stockflow.payments.router import stripe_router
 from stockflow.purchasing.po_router import router as purchase_orders_router
 from stockflow.purchasing.router import product_suppliers_router, suppliers_router
 from stockflow.webhooks.router import deliveries_router as webhook_deliveries_router
@@ -35,6 +36,7 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     webhook_endpoints_router,
     webhook_deliveries_router,
     api_keys_router,
+    stripe_router,
 )
 
 # Served by `stockflow.api.direct.DirectRoutes` ahead of the router (decision 22).

@@ -41,7 +41,6 @@ from stockflow.payments import repository
 from stockflow.payments.rules import (
     OPEN_PAYMENT_STATES,
     PaymentProvider,
-    payment_state_of_intent,
     provider_key,
     still_due,
 )
@@ -176,7 +175,8 @@ async def _release(checkout: Checkout, order_id: str) -> None:
 
 async def record_intent(session: AsyncSession, order: Order, intent: Intent) -> Payment:
     """The payment of ``intent`` on the locked ``order``: found (a webhook may have
-    recorded it first) or added."""
+    recorded it first) or added, as not paid yet: only `take_payment` counts money, so a
+    PaymentIntent that has already succeeded is applied by whoever applies its state."""
     payment = await repository.by_intent(session, intent.id)
     if payment is None:
         now = datetime.now(UTC)
@@ -184,15 +184,12 @@ async def record_intent(session: AsyncSession, order: Order, intent: Intent) -> 
             id=new_id("pay"),
             order_id=order.id,
             provider=PaymentProvider.STRIPE.value,
-            status=payment_state_of_intent(
-                intent.status, failed=intent.failure_message is not None
-            ),
+            status="requires_payment",
             amount=intent.amount,
             amount_received=0,
             currency=intent.currency,
             intent_id=intent.id,
             client_secret=intent.client_secret,
-            failure_message=intent.failure_message,
             created_at=now,
             updated_at=now,
         )

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
+from stockflow.api.bodies import read_body
 from stockflow.api.deps import (
     BEARER_SECURITY,
     SessionDep,
@@ -11,9 +13,10 @@ from stockflow.api.deps import (
     get_database,
 )
 from stockflow.api.idempotency import IdempotencyDep
-from stockflow.api.schemas import ResourceId
+from stockflow.api.schemas import ReadModel, ResourceId
 from stockflow.auth.roles import ALL_ROLES
-from stockflow.payments import service
+from stockflow.errors import NotFound
+from stockflow.payments import service, stripe_events
 from stockflow.payments.checkout import Checkout, payment_intent, refuse_without_stripe
 from stockflow.payments.schemas import PaymentCreate, PaymentIntentRead, PaymentRead
 
@@ -79,3 +82,50 @@ async def create_payment_intent(order_id: ResourceId, request: Request) -> Payme
         await refuse_without_stripe(get_database(request), viewer=principal, order_id=order_id)
     assert checkout is not None
     return await payment_intent(checkout, viewer=principal, order_id=order_id)
+
+
+stripe_router = APIRouter(prefix="/webhooks", tags=["Payments"])
+
+
+class StripeAck(ReadModel):
+    received: bool = Field(examples=[True])
+    duplicate: bool = Field(
+        description="The event was kept before (Stripe sent it again); nothing more happens.",
+        examples=[False],
+    )
+
+
+@stripe_router.post(
+    "/stripe",
+    response_model=StripeAck,
+    summary="Receive Stripe's events",
+    description=(
+        "The endpoint to register in Stripe's dashboard for `payment_intent.succeeded`, "
+        "`payment_intent.payment_failed`, `payment_intent.processing`, "
+        "`payment_intent.canceled` and `charge.refunded`. Authenticated by its "
+        "`Stripe-Signature` (the endpoint's signing secret, "
+        "`STOCKFLOW_STRIPE_WEBHOOK_SECRET`), not by an API key: a missing or bad signature, "
+        "or one older than five minutes → 400 `invalid-stripe-signature`, nothing kept. "
+        "Each event is kept once by its id and answered at once; the worker applies it. "
+        "404 where payments are not `stripe`."
+    ),
+    responses={400: {"description": "Bad, missing or stale signature"}},
+    openapi_extra={
+        "security": [{"StripeSignature": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "description": "A Stripe event."}}
+            },
+        },
+    },
+)
+async def stripe_webhook(request: Request) -> StripeAck:
+    checkout: Checkout | None = request.app.state.checkout
+    if checkout is None:
+        raise NotFound("Stripe's events are not taken here: payments are not `stripe`.")
+    body = await read_body(request)
+    event = stripe_events.verified(checkout.gateway, body, request.headers.get("stripe-signature"))
+    async with get_database(request).transaction() as session:
+        new = await stripe_events.keep(session, event, body)
+    return StripeAck(received=True, duplicate=not new)

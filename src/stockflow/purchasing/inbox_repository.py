@@ -1,4 +1,6 @@
-"""Inbox queries: messages from suppliers, kept once by their id."""
+"""Inbox queries: messages from suppliers (and Stripe's events), kept once by their id.
+
+Each sender's messages are applied by their own job: every query names its source type."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ async def add_if_absent(
     type_: str,
     body: str,
     now: datetime,
+    source_type: str = "supplier",
 ) -> bool:
     """Keep the message unless one with its id from this source is already kept; whether
     it was new. A concurrent duplicate waits for the first and then finds it."""
@@ -29,7 +32,7 @@ async def add_if_absent(
         make_insert(InboxMessage)
         .values(
             id=new_id("inb"),
-            source_type="supplier",
+            source_type=source_type,
             source_id=source_id,
             message_id=message_id,
             type=type_,
@@ -42,17 +45,23 @@ async def add_if_absent(
     return inserted is not None
 
 
-async def any_unprocessed(session: AsyncSession) -> bool:
+async def any_unprocessed(session: AsyncSession, *, source_type: str = "supplier") -> bool:
     found = await session.scalar(
-        select(InboxMessage.id).where(InboxMessage.processed_at.is_(None)).limit(1)
+        select(InboxMessage.id)
+        .where(InboxMessage.processed_at.is_(None))
+        .where(InboxMessage.source_type == source_type)
+        .limit(1)
     )
     return found is not None
 
 
-async def claim_unprocessed(session: AsyncSession, *, limit: int) -> list[InboxMessage]:
+async def claim_unprocessed(
+    session: AsyncSession, *, limit: int, source_type: str = "supplier"
+) -> list[InboxMessage]:
     rows = await session.scalars(
         select(InboxMessage)
         .where(InboxMessage.processed_at.is_(None))
+        .where(InboxMessage.source_type == source_type)
         .order_by(InboxMessage.received_at, InboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -69,3 +78,14 @@ async def mark_processed(
         .values(processed_at=now, error=error)
         .execution_options(synchronize_session=False)
     )
+
+
+async def lock_unprocessed(session: AsyncSession, message_id: str) -> bool:
+    """Lock the kept message for applying it; False once it has been applied."""
+    found = await session.scalar(
+        select(InboxMessage.id)
+        .where(InboxMessage.id == message_id)
+        .where(InboxMessage.processed_at.is_(None))
+        .with_for_update()
+    )
+    return found is not None

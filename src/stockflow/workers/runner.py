@@ -17,6 +17,8 @@ from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.observability.logging import get_logger
+from stockflow.payments import stripe_events
+from stockflow.payments.checkout import build_gateway
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers import maintenance
 from stockflow.workers.relay import Relay, RelaySettings
@@ -118,8 +120,20 @@ class Worker:
                     stop=stop,
                 )
             )
+        gateway = build_gateway(settings)
+        if gateway is not None:
+            jobs.append(
+                _every(
+                    "stripe_events",
+                    lambda: stripe_events.apply_waiting(database, gateway),
+                    interval=settings.relay_poll_seconds,
+                    stop=stop,
+                )
+            )
         log.info("worker_started", jobs=len(jobs))
         try:
             await asyncio.gather(*jobs)
         finally:
+            if gateway is not None:
+                await gateway.aclose()
             log.info("worker_stopped")
