@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # An order still unpaid this long after it was placed is cancelled by the worker
     # (seconds, or ISO 8601 such as PT30M).
     payment_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    # How often the worker asks Stripe again for refunds it could not make at once.
+    refund_retry_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

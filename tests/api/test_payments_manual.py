@@ -221,3 +221,26 @@ async def test_recording_a_payment_is_audited(
     assert recorded[0].before == {"status": "pending_payment", "amount_paid": 0}
     assert (recorded[0].after or {})["status"] == "confirmed"
     assert recorded[0].actor_id == keys.ids["staff"]
+
+
+@pytest.mark.usefixtures("shop")
+async def test_a_recorded_refund_is_done_at_once_and_cancelling_refunds_the_rest(
+    manual: httpx.AsyncClient, keys: Keys
+) -> None:
+    order = await unpaid(manual, keys)
+    assert (await pay(manual, keys.staff, order["id"], 2930)).status_code == 201
+    given = await manual.post(
+        f"/v1/orders/{order['id']}/refunds",
+        headers=keys.staff,
+        json={"amount": 350, "reason": "coaster chipped"},
+    )
+    assert given.status_code == 201, given.text
+    assert (given.json()["provider"], given.json()["status"]) == ("manual", "succeeded")
+    cancelled = await cancel(manual, keys.staff, order["id"])
+    assert cancelled.json()["amount_refunded"] == 2930
+    detail = (await manual.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert [(r["amount"], r["status"]) for r in detail["refunds"]] == [
+        (350, "succeeded"),
+        (2580, "succeeded"),
+    ]
+    assert detail["payment_status"] == "refunded"

@@ -17,8 +17,8 @@ from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.models import InboxMessage
-from stockflow.payments import stripe_events
-from tests.api.test_orders import COASTER, MUG, cancel, create_product, place
+from stockflow.payments import refunds, stripe_events
+from tests.api.test_orders import COASTER, MUG, cancel, create_product, place, ship
 from tests.assertions import assert_problem
 from tests.conftest import Keys
 from tests.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, running_fake_stripe
@@ -358,3 +358,135 @@ async def test_stripe_events_are_not_taken_where_payments_are_not_stripe(
 ) -> None:
     payload = fake.event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"})
     assert_problem(await deliver(client, payload, fake.sign(payload)), 404, "not-found")
+
+
+# --- refunds ---------------------------------------------------------------------------
+
+
+async def paid(
+    shop: httpx.AsyncClient,
+    keys: Keys,
+    fake: FakeStripe,
+    database: Database,
+    stripe_app: FastAPI,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    order, intent = await paying(shop, keys)
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    assert await work(stripe_app, database) == 1
+    return order, intent
+
+
+async def refund(
+    client: httpx.AsyncClient, headers: dict[str, str], order_id: str, amount: int
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/orders/{order_id}/refunds",
+        headers=headers,
+        json={"amount": amount, "reason": "one mug arrived broken"},
+    )
+
+
+async def test_partial_then_full_refunds_never_exceed_what_was_paid(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paid(shop, keys, fake, database, stripe_app)
+    first = await refund(shop, keys.staff, order["id"], 1000)
+    assert first.status_code == 201, first.text
+    assert (first.json()["status"], first.json()["amount"]) == ("succeeded", 1000)
+    [made] = fake.refunds.values()
+    assert (made["payment_intent"], made["amount"]) == (intent["intent_id"], 1000)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["payment_status"], detail["amount_refunded"]) == ("partially_refunded", 1000)
+
+    assert_problem(
+        await refund(shop, keys.staff, order["id"], 1931),
+        422,
+        "refund-exceeds-paid",
+        refundable=1930,
+    )
+    rest = await refund(shop, keys.admin, order["id"], 1930)
+    assert rest.json()["status"] == "succeeded"
+    assert_problem(
+        await refund(shop, keys.staff, order["id"], 1), 422, "refund-exceeds-paid", refundable=0
+    )
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["payment_status"], detail["amount_refunded"]) == ("refunded", 2930)
+    assert [r["amount"] for r in detail["refunds"]] == [1000, 1930]
+    assert sum(r["amount"] for r in fake.refunds.values()) == 2930
+    assert len(await told(shop, keys, "refund.succeeded")) == 2
+    for role in ("customer", "service"):
+        assert_problem(await refund(shop, keys.for_role(role), order["id"], 1), 403, "forbidden")
+
+
+async def test_two_concurrent_refunds_that_together_exceed_the_payment_one_is_refused(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, _ = await paid(shop, keys, fake, database, stripe_app)
+    answers = await asyncio.gather(
+        refund(shop, keys.staff, order["id"], 2000), refund(shop, keys.admin, order["id"], 2000)
+    )
+    assert sorted(a.status_code for a in answers) == [201, 422]
+    refused = next(a for a in answers if a.status_code == 422)
+    assert_problem(refused, 422, "refund-exceeds-paid", refundable=930)
+    assert [r["amount"] for r in fake.refunds.values()] == [2000]
+
+
+async def test_a_retried_refund_is_made_once_with_a_derived_key(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, _ = await paid(shop, keys, fake, database, stripe_app)
+    headers = {**keys.staff, "Idempotency-Key": "refund-broken-mug-1"}
+    first = await refund(shop, headers, order["id"], 1290)
+    again = await refund(shop, headers, order["id"], 1290)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    [call] = fake.calls_to("POST", "/v1/refunds")
+    assert call.idempotency_key is not None
+    assert call.idempotency_key.startswith("sf-")
+    assert "refund-broken-mug-1" not in call.idempotency_key
+    assert len(fake.refunds) == 1
+
+
+async def test_a_refund_stripe_cannot_take_now_is_made_later_by_the_worker(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, _ = await paid(shop, keys, fake, database, stripe_app)
+    fake.fail_next("/v1/refunds", ("status", 500))
+    pending = await refund(shop, keys.staff, order["id"], 1290)
+    assert pending.status_code == 201, pending.text
+    assert pending.json()["status"] == "pending"
+    assert fake.refunds == {}
+    # Counted already: nothing more than the rest can be refunded meanwhile.
+    assert_problem(
+        await refund(shop, keys.staff, order["id"], 1700),
+        422,
+        "refund-exceeds-paid",
+        refundable=1640,
+    )
+    assert await refunds.send_pending(database, stripe_app.state.checkout.gateway) == 1
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert [r["status"] for r in detail["refunds"]] == ["succeeded"]
+    assert [r["amount"] for r in fake.refunds.values()] == [1290]
+    assert await refunds.send_pending(database, stripe_app.state.checkout.gateway) == 0
+
+
+async def test_cancelling_a_paid_partly_shipped_order_refunds_what_did_not_ship(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paid(shop, keys, fake, database, stripe_app)
+    assert (await ship(shop, keys, order["id"], (MUG, 1))).status_code == 201
+    cancelled = await cancel(shop, keys.staff, order["id"])
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["amount_refunded"] == 1290 + 350
+    await refunds.send_pending(database, stripe_app.state.checkout.gateway)
+    [made] = fake.refunds.values()
+    assert (made["payment_intent"], made["amount"]) == (intent["intent_id"], 1640)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    [owed] = detail["refunds"]
+    assert (owed["status"], owed["amount"]) == ("succeeded", 1640)
+    assert owed["reason"].startswith("order cancelled")
+
+    # Nothing shipped: everything paid goes back.
+    whole, _ = await paid(shop, keys, fake, database, stripe_app)
+    assert (await cancel(shop, keys.customer, whole["id"])).json()["amount_refunded"] == 2930

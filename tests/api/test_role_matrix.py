@@ -45,6 +45,7 @@ NEW_CUSTOMER = {"name": "Matrix Customer", "email": "matrix@example.com"}
 ORDER_FOR_OWN = {"customer_id": "{own_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
 ORDER_FOR_OTHER = {"customer_id": "{other_customer}", "lines": [{"sku": SKU, "quantity": 1}]}
 PAYMENT = {"amount": 100, "reference": "matrix"}
+REFUND = {"amount": 100, "reason": "matrix"}
 CANCEL = {"reason": "role matrix"}
 SHIPMENT = {"lines": [{"sku": SKU, "quantity": 1}]}
 NEW_SUPPLIER = {"name": "Matrix Supplier", "connector": {"type": "manual"}}
@@ -106,6 +107,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # The order's Stripe PaymentIntent: everyone for the orders they may see (with payments
     # off here, 409 once past the role and visibility checks).
     ("POST", "/v1/orders/{own_order}/payment-intent", None, (409, 409, 409, 409, 401)),
+    # Refunds: admin and staff (nothing was paid for these orders: 422 past the role check).
+    ("POST", "/v1/orders/{own_order}/refunds", REFUND, (422, 422, 403, 403, 401)),
     ("POST", "/v1/orders/{other_order}/payment-intent", None, (409, 409, 409, 404, 401)),
     # Suppliers: admin and staff all; service reads; a customer reads only active products.
     ("POST", "/v1/suppliers", NEW_SUPPLIER, (201, 201, 403, 403, 401)),
@@ -334,6 +337,7 @@ async def test_role_matrix(
             403: "forbidden",
             404: "not-found",
             409: "payment-provider-mismatch",
+            422: "refund-exceeds-paid",
         }[expected]
         if signed:
             slug = "invalid-signature"

@@ -123,15 +123,21 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
 """The header as OpenAPI documents it, for an endpoint that reads it without declaring it."""
 
 
-def idempotency_for(
-    request: Request, session: AsyncSession, principal: Principal, key: str | None
-) -> Idempotency:
-    """``key`` checked, and the store configured from the application's settings."""
+def checked_key(key: str | None) -> str | None:
+    """The ``Idempotency-Key`` header's value, refused unless 1 to 255 visible ASCII."""
     if key is not None and not _KEY.fullmatch(key):
         raise InvalidRequest(
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             errors=[{"location": "header.Idempotency-Key", "message": "1-255 visible ASCII"}],
         )
+    return key
+
+
+def idempotency_for(
+    request: Request, session: AsyncSession, principal: Principal, key: str | None
+) -> Idempotency:
+    """``key`` checked, and the store configured from the application's settings."""
+    checked_key(key)
     settings: Settings = request.app.state.settings
     return Idempotency(
         request=request,

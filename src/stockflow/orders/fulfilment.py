@@ -33,6 +33,8 @@ from stockflow.orders.states import (
     next_status,
     shipment_event,
 )
+from stockflow.payments import refunds as payment_refunds
+from stockflow.payments.rules import refundable, unshipped_value
 from stockflow.purchasing import po_repository
 
 _NO_PER_LINE_LIMIT = 2**31 - 1
@@ -231,6 +233,28 @@ async def cancel_order(
             # The row is still locked, so it is as the release left it.
             await backlog.serve(
                 session, stock=after_release[line.product_id], actor_id=actor.id, now=now
+            )
+    owed = refundable(amount_paid=order.amount_paid, amount_refunded=order.amount_refunded)
+    if owed > 0:
+        # What was paid for and will not ship goes back: everything when nothing shipped
+        # (shipping and tax included), else the unshipped units at their price.
+        value = (
+            owed
+            if shipped_units == 0
+            else min(
+                owed,
+                unshipped_value([(line.quantity, line.shipped, line.unit_price) for line in lines]),
+            )
+        )
+        if value > 0:
+            await payment_refunds.add_refund(
+                session,
+                order,
+                amount=value,
+                reason=f"order cancelled: {reason}",
+                actor_id=actor.id,
+                key=None,
+                now=now,
             )
     after = to_read(order, lines)
     await outbox.record(

@@ -43,3 +43,31 @@ async def stripe_payments_of(session: AsyncSession, order_id: str) -> Sequence[P
         .order_by(Payment.id)
     )
     return rows.all()
+
+
+async def refund_by_key(session: AsyncSession, request_key: str) -> Refund | None:
+    found: Refund | None = await session.scalar(
+        select(Refund).where(Refund.request_key == request_key)
+    )
+    return found
+
+
+async def refund_for_update(session: AsyncSession, refund_id: str) -> Refund | None:
+    found: Refund | None = await session.scalar(
+        select(Refund).where(Refund.id == refund_id).with_for_update(),
+        execution_options={"populate_existing": True},
+    )
+    return found
+
+
+async def unsent_refunds(session: AsyncSession, *, limit: int) -> list[str]:
+    """Stripe refunds recorded here but not yet made at Stripe, oldest first."""
+    rows = await session.scalars(
+        select(Refund.id)
+        .where(Refund.provider == "stripe")
+        .where(Refund.status == "pending")
+        .where(Refund.provider_refund_id.is_(None))
+        .order_by(Refund.id)
+        .limit(limit)
+    )
+    return list(rows.all())

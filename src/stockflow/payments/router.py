@@ -12,15 +12,22 @@ from stockflow.api.deps import (
     authenticated_caller,
     get_database,
 )
-from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, IdempotencyDep, checked_key
 from stockflow.api.schemas import ReadModel, ResourceId
-from stockflow.auth.roles import ALL_ROLES
+from stockflow.auth.roles import ALL_ROLES, Role
 from stockflow.errors import NotFound
-from stockflow.payments import service, stripe_events
+from stockflow.payments import refunds, service, stripe_events
 from stockflow.payments.checkout import Checkout, payment_intent, refuse_without_stripe
-from stockflow.payments.schemas import PaymentCreate, PaymentIntentRead, PaymentRead
+from stockflow.payments.schemas import (
+    PaymentCreate,
+    PaymentIntentRead,
+    PaymentRead,
+    RefundCreate,
+    RefundRead,
+)
 
 router = APIRouter(prefix="/orders", tags=["Payments"])
+STAFF_ROLES = frozenset({Role.ADMIN, Role.STAFF})
 
 
 @router.post(
@@ -129,3 +136,37 @@ async def stripe_webhook(request: Request) -> StripeAck:
     async with get_database(request).transaction() as session:
         new = await stripe_events.keep(session, event, body)
     return StripeAck(received=True, duplicate=not new)
+
+
+@router.post(
+    "/{order_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundRead,
+    summary="Refund an order",
+    description=(
+        "Gives back part or all of what was paid: refunds of an order never add up to more "
+        "than was paid (→ 422 `refund-exceeds-paid` with `refundable`), even when several "
+        "are asked for at once. A recorded (`manual`) refund is `succeeded` at once: the "
+        "business gives the money back itself. A Stripe refund is made at Stripe before the "
+        "answer when Stripe can be reached (`succeeded`), else it is `pending` and the worker "
+        "makes it; Stripe refusing it leaves it `failed`. `refund.succeeded` tells each one "
+        "made. With the same `Idempotency-Key`, a retry answers the refund the first request "
+        "made, as it is now, and Stripe is asked with the same derived key. Staff."
+    ),
+    responses={422: {"description": "More than is left to refund"}},
+    openapi_extra={"security": BEARER_SECURITY, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
+)
+async def refund_order(order_id: ResourceId, data: RefundCreate, request: Request) -> RefundRead:
+    principal = await authenticated_caller(request, STAFF_ROLES)
+    key = checked_key(request.headers.get("idempotency-key"))
+    database = get_database(request)
+    async with database.transaction() as session:
+        read, to_send = await refunds.refund_order(
+            session, actor=principal, order_id=order_id, data=data, idempotency_key=key
+        )
+    checkout: Checkout | None = request.app.state.checkout
+    if to_send and checkout is not None:
+        sent = await refunds.send(database, checkout.gateway, read.id)
+        if sent is not None:
+            read = sent
+    return read

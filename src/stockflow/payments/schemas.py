@@ -93,3 +93,14 @@ class PaymentIntentRead(ReadModel):
         description="The payment's status: `requires_payment` until the customer pays.",
         examples=["requires_payment"],
     )
+
+
+class RefundCreate(WriteModel):
+    amount: int = Field(
+        strict=True,
+        ge=1,
+        le=MAX_AMOUNT,
+        description="Minor units to give back; at most what was paid less earlier refunds.",
+        examples=[1290],
+    )
+    reason: str = Field(min_length=1, max_length=500, examples=["one mug arrived broken"])

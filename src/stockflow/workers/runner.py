@@ -17,7 +17,7 @@ from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.observability.logging import get_logger
-from stockflow.payments import stripe_events
+from stockflow.payments import refunds, stripe_events
 from stockflow.payments.checkout import build_gateway
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers import maintenance
@@ -127,6 +127,14 @@ class Worker:
                     "stripe_events",
                     lambda: stripe_events.apply_waiting(database, gateway),
                     interval=settings.relay_poll_seconds,
+                    stop=stop,
+                )
+            )
+            jobs.append(
+                _every(
+                    "stripe_refunds",
+                    lambda: refunds.send_pending(database, gateway),
+                    interval=settings.refund_retry_seconds,
                     stop=stop,
                 )
             )
