@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
+from stockflow.payments import expiry
 from tests.api.test_orders import COASTER, MUG, cancel, create_product, order_audit, place, ship
 from tests.assertions import assert_problem
 from tests.conftest import Keys
@@ -244,3 +246,31 @@ async def test_a_recorded_refund_is_done_at_once_and_cancelling_refunds_the_rest
         (2580, "succeeded"),
     ]
     assert detail["payment_status"] == "refunded"
+
+
+@pytest.mark.usefixtures("shop")
+async def test_an_order_unpaid_past_the_timeout_is_cancelled_and_its_stock_released(
+    manual: httpx.AsyncClient, keys: Keys, database: Database
+) -> None:
+    waiting = await unpaid(manual, keys)
+    settled = await unpaid(manual, keys)
+    assert (await pay(manual, keys.staff, settled["id"], 2930)).status_code == 201
+    assert (
+        await expiry.expire_unpaid(
+            database, None, unpaid_for=timedelta(hours=1), lease=timedelta(seconds=10)
+        )
+        == 0
+    )
+    assert (
+        await expiry.expire_unpaid(
+            database, None, unpaid_for=timedelta(0), lease=timedelta(seconds=10)
+        )
+        == 1
+    )
+    statuses = [
+        (await manual.get(f"/v1/orders/{o['id']}", headers=keys.staff)).json()["status"]
+        for o in (waiting, settled)
+    ]
+    assert statuses == ["cancelled", "confirmed"]
+    inventory = (await manual.get(f"/v1/inventory/{MUG}", headers=keys.staff)).json()
+    assert inventory["reserved"] == 2

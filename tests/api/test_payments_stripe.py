@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
-from stockflow.db.models import InboxMessage
-from stockflow.payments import refunds, stripe_events
+from stockflow.db.models import InboxMessage, Order
+from stockflow.payments import expiry, refunds, stripe_events
 from tests.api.test_orders import COASTER, MUG, cancel, create_product, place, ship
 from tests.assertions import assert_problem
 from tests.conftest import Keys
@@ -490,3 +491,87 @@ async def test_cancelling_a_paid_partly_shipped_order_refunds_what_did_not_ship(
     # Nothing shipped: everything paid goes back.
     whole, _ = await paid(shop, keys, fake, database, stripe_app)
     assert (await cancel(shop, keys.customer, whole["id"])).json()["amount_refunded"] == 2930
+
+
+# --- unpaid orders past the timeout ----------------------------------------------------
+
+
+async def expire(stripe_app: FastAPI, database: Database) -> int:
+    return await expiry.expire_unpaid(
+        database,
+        stripe_app.state.checkout.gateway,
+        unpaid_for=timedelta(0),
+        lease=timedelta(seconds=10),
+    )
+
+
+async def available(client: httpx.AsyncClient, keys: Keys, sku: str) -> int:
+    body = (await client.get(f"/v1/inventory/{sku}", headers=keys.staff)).json()
+    found: int = body["available"]
+    return found
+
+
+async def test_an_unpaid_order_past_the_timeout_is_cancelled_with_its_intent(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    never_asked = await unpaid(shop, keys)
+    assert await available(shop, keys, MUG) == 16
+    assert await expire(stripe_app, database) == 2
+    for placed in (order, never_asked):
+        detail = (await shop.get(f"/v1/orders/{placed['id']}", headers=keys.staff)).json()
+        assert (detail["status"], detail["cancel_reason"]) == (
+            "cancelled",
+            "payment not received in time",
+        )
+    assert await available(shop, keys, MUG) == 20
+    assert fake.intents[intent["intent_id"]]["status"] == "canceled"
+    cancelled = await told(shop, keys, "order.cancelled")
+    assert {e["data"]["object"]["id"] for e in cancelled} == {order["id"], never_asked["id"]}
+    # Nobody can pay it any more.
+    assert_problem(
+        await intent_for(shop, keys.customer, order["id"]), 409, "invalid-state-transition"
+    )
+
+
+async def test_an_intent_that_succeeded_just_before_expiry_confirms_the_order(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    fake.succeed(intent["intent_id"])  # paid; its webhook has not arrived yet
+    assert await expire(stripe_app, database) == 0
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"]) == ("confirmed", 2930)
+    assert fake.calls_to("POST", f"/v1/payment_intents/{intent['intent_id']}/cancel") == []
+    assert await available(shop, keys, MUG) == 18
+
+
+async def test_an_intent_still_processing_or_stripe_unreachable_makes_the_order_wait(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    fake.set_status(intent["intent_id"], "processing")
+    assert await expire(stripe_app, database) == 0
+    fake.set_status(intent["intent_id"], "requires_payment_method")
+    fake.fail_next(f"/v1/payment_intents/{intent['intent_id']}", ("status", 503))
+    assert await expire(stripe_app, database) == 0
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert detail["status"] == "pending_payment"
+    assert fake.intents[intent["intent_id"]]["status"] == "requires_payment_method"
+    # Next round, Stripe answers and nothing was paid.
+    assert await expire(stripe_app, database) == 1
+
+
+async def test_the_expiry_leaves_an_order_whose_intent_call_holds_the_lease(
+    shop: httpx.AsyncClient, keys: Keys, database: Database, stripe_app: FastAPI
+) -> None:
+    order = await unpaid(shop, keys)
+    async with database.transaction() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.id == order["id"])
+            .values(payment_lease_until=datetime.now(UTC) + timedelta(minutes=1))
+        )
+    assert await expire(stripe_app, database) == 0
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert detail["status"] == "pending_payment"

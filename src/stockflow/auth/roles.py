@@ -39,3 +39,8 @@ class Principal:
     def command_line(cls) -> Principal:
         """The operator running a ``stockflow`` command: full rights, recorded as such."""
         return cls(id="cli", role=Role.ADMIN, name="command line")
+
+    @classmethod
+    def worker(cls) -> Principal:
+        """The background worker, acting on its own (cancelling an unpaid order, say)."""
+        return cls(id="worker", role=Role.ADMIN, name="worker")

@@ -73,6 +73,12 @@ def build_gateway(settings: Settings) -> StripeGateway | None:
     )
 
 
+def payment_lease(settings: Settings) -> timedelta:
+    """How long the order's payment lease holds: it outlives a call to Stripe that runs into
+    its timeout, so a live holder never loses it."""
+    return timedelta(seconds=2 * settings.stripe_timeout_seconds + 5)
+
+
 def build_checkout(settings: Settings, database: Database) -> Checkout | None:
     gateway = build_gateway(settings)
     if gateway is None:
@@ -80,8 +86,7 @@ def build_checkout(settings: Settings, database: Database) -> Checkout | None:
     return Checkout(
         database=database,
         gateway=gateway,
-        # Outlives a call that runs into its timeout, so a live holder never loses it.
-        lease=timedelta(seconds=2 * settings.stripe_timeout_seconds + 5),
+        lease=payment_lease(settings),
         wait_seconds=settings.idempotency_wait_seconds,
     )
 

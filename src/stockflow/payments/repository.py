@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockflow.db.models import Payment, Refund
+from stockflow.db.models import Order, Payment, Refund
 
 
 def add(session: AsyncSession, row: Payment | Refund) -> None:
@@ -68,6 +69,18 @@ async def unsent_refunds(session: AsyncSession, *, limit: int) -> list[str]:
         .where(Refund.status == "pending")
         .where(Refund.provider_refund_id.is_(None))
         .order_by(Refund.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def unpaid_before(session: AsyncSession, cutoff: datetime, *, limit: int) -> list[str]:
+    """Orders still waiting for payment that were placed before ``cutoff``, oldest first."""
+    rows = await session.scalars(
+        select(Order.id)
+        .where(Order.status == "pending_payment")
+        .where(Order.created_at < cutoff)
+        .order_by(Order.created_at, Order.id)
         .limit(limit)
     )
     return list(rows.all())

@@ -17,8 +17,8 @@ from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.observability.logging import get_logger
-from stockflow.payments import refunds, stripe_events
-from stockflow.payments.checkout import build_gateway
+from stockflow.payments import expiry, refunds, stripe_events
+from stockflow.payments.checkout import build_gateway, payment_lease
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers import maintenance
 from stockflow.workers.relay import Relay, RelaySettings
@@ -135,6 +135,21 @@ class Worker:
                     "stripe_refunds",
                     lambda: refunds.send_pending(database, gateway),
                     interval=settings.refund_retry_seconds,
+                    stop=stop,
+                )
+            )
+        if settings.payments != "none":
+            jobs.append(
+                _every(
+                    "payment_expiry",
+                    lambda: expiry.expire_unpaid(
+                        database,
+                        gateway,
+                        unpaid_for=settings.payment_timeout,
+                        lease=payment_lease(settings),
+                    ),
+                    # Every minute, or more often for a short timeout.
+                    interval=min(60.0, max(1.0, settings.payment_timeout.total_seconds() / 10)),
                     stop=stop,
                 )
             )
