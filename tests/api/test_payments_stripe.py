@@ -13,8 +13,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
+from typer.testing import CliRunner, Result
 
 from stockflow.app import create_app
+from stockflow.cli.main import app as cli
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.models import InboxMessage, Order
@@ -575,3 +577,53 @@ async def test_the_expiry_leaves_an_order_whose_intent_call_holds_the_lease(
     assert await expire(stripe_app, database) == 0
     detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
     assert detail["status"] == "pending_payment"
+
+
+# --- reconciliation ----------------------------------------------------------------------
+
+
+async def reconcile_by_command(database_url: str, fake: FakeStripe, *arguments: str) -> Result:
+    def invoke() -> Result:
+        return CliRunner().invoke(
+            cli,
+            ["payments", "reconcile", *arguments],
+            env={
+                "STOCKFLOW_DATABASE_URL": database_url,
+                "STOCKFLOW_PAYMENTS": "stripe",
+                "STOCKFLOW_STRIPE_SECRET_KEY": SECRET_KEY,
+                "STOCKFLOW_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "STOCKFLOW_STRIPE_API_BASE": fake.url,
+                "COLUMNS": "200",  # an operator's terminal: the table's rows on one line
+            },
+        )
+
+    return await asyncio.to_thread(invoke)
+
+
+async def test_reconcile_finds_a_payment_whose_webhook_never_came_and_confirms_it(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database_url: str
+) -> None:
+    missed, intent = await paying(shop, keys)
+    fine, _ = await paying(shop, keys)
+    fake.succeed(intent["intent_id"])  # paid at Stripe; the webhook is lost
+
+    found = await reconcile_by_command(database_url, fake)
+    assert found.exit_code == 1, found.output
+    assert intent["intent_id"] in found.output
+    assert "requires_payment" in found.output
+    detail = (await shop.get(f"/v1/orders/{missed['id']}", headers=keys.staff)).json()
+    assert detail["status"] == "pending_payment"
+
+    repaired = await reconcile_by_command(database_url, fake, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert "1 difference(s) repaired" in repaired.output
+    detail = (await shop.get(f"/v1/orders/{missed['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"]) == ("confirmed", 2930)
+    untouched = (await shop.get(f"/v1/orders/{fine['id']}", headers=keys.staff)).json()
+    assert untouched["status"] == "pending_payment"
+    [confirmed] = await told(shop, keys, "order.confirmed")
+    assert confirmed["data"]["object"]["id"] == missed["id"]
+
+    again = await reconcile_by_command(database_url, fake)
+    assert again.exit_code == 0, again.output
+    assert "no difference" in again.output

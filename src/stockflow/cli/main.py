@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stockflow.cli import db, inventory, keys, maintenance, serve, worker
+from stockflow.cli import db, inventory, keys, maintenance, payments, serve, worker
 
 app = typer.Typer(
     name="stockflow",
@@ -18,6 +18,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(maintenance.app, name="maintenance")
+app.add_typer(payments.app, name="payments")
 
 if __name__ == "__main__":
     app()

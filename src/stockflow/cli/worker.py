@@ -23,8 +23,9 @@ def worker(
     ] = False,
 ) -> None:
     """Run the background jobs: the outbox relay (webhook, supplier and e-mail deliveries
-    with retries), applying suppliers' messages, housekeeping (pruning past retention) and
-    the submission of consolidated purchase orders. Run as many as you like beside the
+    with retries), applying suppliers' messages, housekeeping (pruning past retention), the
+    submission of consolidated purchase orders and, with payments on, applying Stripe's
+    events, retrying Stripe refunds and cancelling orders unpaid past the timeout. Run as many as you like beside the
     servers: they share the work safely. On SIGTERM or Ctrl-C the jobs in hand are
     finished before it exits. Serving with STOCKFLOW_WORKER_IN_PROCESS=false leaves these
     jobs to this command."""
