@@ -25,10 +25,10 @@ def worker(
     """Run the background jobs: the outbox relay (webhook, supplier and e-mail deliveries
     with retries), applying suppliers' messages, housekeeping (pruning past retention), the
     submission of consolidated purchase orders and, with payments on, applying Stripe's
-    events, retrying Stripe refunds and cancelling orders unpaid past the timeout. Run as many as you like beside the
-    servers: they share the work safely. On SIGTERM or Ctrl-C the jobs in hand are
-    finished before it exits. Serving with STOCKFLOW_WORKER_IN_PROCESS=false leaves these
-    jobs to this command."""
+    events, retrying Stripe refunds and cancelling orders unpaid past the timeout. Run as
+    many as you like beside the servers: they share the work safely. On SIGTERM or Ctrl-C
+    the jobs in hand are finished before it exits. Serving with
+    STOCKFLOW_WORKER_IN_PROCESS=false leaves these jobs to this command."""
     settings = load_settings()
 
     async def main() -> None:
