@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import stripe
-import uvicorn
+
+from tests.loopback import free_port, serving
 
 WEBHOOK_SECRET = "whsec_test_stockflow_fake"
 SECRET_KEY = "sk_test_stockflow_fake"
@@ -291,32 +291,8 @@ def _error(kind: str, message: str, code: str | None = None) -> dict[str, Any]:
     return {"error": error}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def running_fake_stripe() -> AsyncIterator[FakeStripe]:
-    fake = FakeStripe(_free_port())
-    server = uvicorn.Server(
-        uvicorn.Config(
-            fake.app,
-            host="127.0.0.1",
-            port=fake.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    try:
+    fake = FakeStripe(free_port())
+    async with serving(fake.app, fake.port):
         yield fake
-    finally:
-        server.should_exit = True
-        await task

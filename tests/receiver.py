@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from tests.loopback import free_port, serving
 
 
 @dataclass(frozen=True)
@@ -75,32 +74,8 @@ class Receiver:
         return list(self.received)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def running_receiver(script: Script = accept) -> AsyncIterator[Receiver]:
-    receiver = Receiver(_free_port(), script)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            receiver.app,
-            host="127.0.0.1",
-            port=receiver.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    try:
+    receiver = Receiver(free_port(), script)
+    async with serving(receiver.app, receiver.port):
         yield receiver
-    finally:
-        server.should_exit = True
-        await task

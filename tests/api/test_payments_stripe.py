@@ -624,6 +624,80 @@ async def test_reconcile_finds_a_payment_whose_webhook_never_came_and_confirms_i
     [confirmed] = await told(shop, keys, "order.confirmed")
     assert confirmed["data"]["object"]["id"] == missed["id"]
 
+    # Another system's PaymentIntents on the same account are not this service's business.
+    fake.succeed(fake._new_intent({"amount": "100", "currency": "eur"})["id"])
+    fake._new_intent({"amount": "100", "currency": "eur", "metadata[order_id]": "ord_elsewhere"})
     again = await reconcile_by_command(database_url, fake)
     assert again.exit_code == 0, again.output
     assert "no difference" in again.output
+
+
+async def test_a_refund_made_in_stripes_dashboard_is_recorded_and_an_unsent_one_stays_pending(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paid(shop, keys, fake, database, stripe_app)
+    fake.fail_next("/v1/refunds", ("status", 500))
+    unsent = await refund(shop, keys.staff, order["id"], 1290)
+    assert unsent.json()["status"] == "pending"
+    charge = {
+        "id": f"ch_{intent['intent_id']}",
+        "object": "charge",
+        "amount": 2930,
+        "amount_refunded": 500,
+        "refunded": False,
+        "payment_intent": intent["intent_id"],
+    }
+    payload = fake.event("charge.refunded", charge)
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    assert await work(stripe_app, database) == 1
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert [(r["amount"], r["status"], r["reason"]) for r in detail["refunds"]] == [
+        (1290, "pending", "one mug arrived broken"),
+        (500, "succeeded", "refunded in Stripe"),
+    ]
+    assert detail["amount_refunded"] == 1790
+    [told_refund] = await told(shop, keys, "refund.succeeded")
+    assert told_refund["data"]["object"]["amount"] == 500
+
+
+async def test_a_success_applied_while_the_intent_call_still_waits_for_stripe_confirms_it(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order = await unpaid(shop, keys)
+    fake.fail_next("/v1/payment_intents", ("slow", 0.6))  # answered late, within the timeout
+    call = asyncio.create_task(intent_for(shop, keys.customer, order["id"]))
+    async with asyncio.timeout(5):
+        while not fake.intents:
+            await asyncio.sleep(0.01)
+    [intent_id] = fake.intents
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent_id))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    assert await work(stripe_app, database) == 1
+    assert not call.done(), "the storefront's call was still waiting for Stripe"
+    answered = await call
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["intent_id"] == intent_id
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"]) == ("confirmed", 2930)
+    assert [p["intent_id"] for p in detail["payments"]] == [intent_id]
+
+
+async def test_money_taken_after_the_order_was_cancelled_goes_back(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paying(shop, keys)
+    assert (await cancel(shop, keys.customer, order["id"])).status_code == 200
+    # The customer's payment page was still open, and they paid.
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    assert await work(stripe_app, database) == 1
+    assert await refunds.send_pending(database, stripe_app.state.checkout.gateway) == 1
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["amount_paid"], detail["amount_refunded"]) == (
+        "cancelled",
+        2930,
+        2930,
+    )
+    [back] = detail["refunds"]
+    assert (back["status"], back["reason"]) == ("succeeded", "paid after the order was cancelled")
+    assert [r["amount"] for r in fake.refunds.values()] == [2930]

@@ -25,6 +25,8 @@ TABLES = {
     "idempotency_records",
     "order_lines",
     "orders",
+    "payments",
+    "refunds",
     "purchase_order_lines",
     "purchase_orders",
     "shipment_lines",

@@ -1,7 +1,8 @@
 """Comparing Stripe's PaymentIntents with what Stockflow recorded (``stockflow payments
 reconcile``): a webhook that never arrived must not become a lost payment.
 
-Each recent PaymentIntent that names an order is compared with that order's payment. With
+Each recent PaymentIntent that names one of this service's Stripe orders is compared with
+that order's payment; other PaymentIntents on the account are left alone. With
 ``repair``, a difference is applied exactly as the worker applies an event: from what
 Stripe says now, under the order's row lock, so repairing twice changes nothing more.
 """
@@ -40,9 +41,8 @@ async def _compare(database: Database, intent: Intent, repair: bool) -> Differen
             else None
         )
         if order is None or order.payment_provider != PaymentProvider.STRIPE:
-            return Difference(
-                intent.id, intent.order_id, intent.status, "no such Stripe order", None, False
-            )
+            # Not one of this service's (another system on the same Stripe account).
+            return None
         payment = await repository.by_intent(session, intent.id)
         recorded = payment.status if payment is not None else "missing"
         if recorded == wanted or (recorded == "missing" and wanted == "requires_payment"):

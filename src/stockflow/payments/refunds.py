@@ -158,6 +158,7 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
         intent_id = payment.intent_id if payment is not None else None
         key = provider_key("refund", refund.request_key or refund.id)
         amount = refund.amount
+        order_id = refund.order_id
     outcome: str | None = None
     made = None
     if intent_id is None:
@@ -175,12 +176,13 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
         except ProviderRefused as exc:
             outcome = str(exc)
     async with database.transaction() as session:
+        # The order's row before the refund's, as everything else that changes both does.
+        order = await orders_repository.get_for_update(session, order_id)
         refund = await repository.refund_for_update(session, refund_id)
+        assert order is not None
         assert refund is not None
         if refund.status != "pending" or refund.provider_refund_id is not None:
             return refund_read(refund)
-        order = await orders_repository.get_for_update(session, refund.order_id)
-        assert order is not None
         now = datetime.now(UTC)
         refund.updated_at = now
         if made is None:

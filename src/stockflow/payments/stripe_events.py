@@ -32,10 +32,11 @@ from stockflow.events.types import EventType
 from stockflow.ids import new_id
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders_repository
-from stockflow.payments import repository
+from stockflow.orders.states import OrderStatus
+from stockflow.payments import refunds, repository
 from stockflow.payments.checkout import record_intent
 from stockflow.payments.rules import PaymentProvider, payment_state_of_intent, refundable
-from stockflow.payments.service import payment_read, refund_read, take_payment
+from stockflow.payments.service import payment_read, take_payment
 from stockflow.purchasing import inbox_repository
 
 log = get_logger(__name__)
@@ -78,6 +79,20 @@ async def apply_intent(session: AsyncSession, order: Order, intent: Intent, now:
         payment.amount_received = intent.amount_received
         payment.failure_message = None
         await take_payment(session, order, payment, amount=intent.amount_received, now=now)
+        if order.status == OrderStatus.CANCELLED:
+            # Paid after it was cancelled (through a PaymentIntent the customer still had
+            # open): the money goes back, made at Stripe by the worker's refund job.
+            await refunds.add_refund(
+                session,
+                order,
+                amount=refundable(
+                    amount_paid=order.amount_paid, amount_refunded=order.amount_refunded
+                ),
+                reason="paid after the order was cancelled",
+                actor_id=None,
+                key=None,
+                now=now,
+            )
         return
     if state == "failed":
         payment.failure_message = intent.failure_message
@@ -101,15 +116,18 @@ async def _apply_refunded_charge(
         return f"no payment for PaymentIntent {intent_id}"
     order = await orders_repository.get_for_update(session, payment.order_id)
     assert order is not None
-    refunds = [
+    of_payment = [
         r for r in await repository.refunds_of(session, order.id) if r.payment_id == payment.id
     ]
-    for refund in refunds:
+    # Only refunds Stripe has made settle here: one still waiting to be sent is not among
+    # what the charge says was refunded.
+    made = [r for r in of_payment if r.provider_refund_id is not None or r.status == "succeeded"]
+    for refund in made:
         if refund.status == "pending":
             refund.status = "succeeded"
             refund.updated_at = now
-            await _tell_refund(session, refund, now)
-    counted = sum(r.amount for r in refunds if r.status != "failed")
+            await refunds.tell(session, refund, now)
+    counted = sum(r.amount for r in made if r.status != "failed")
     missing = min(
         int(charge.get("amount_refunded") or 0) - counted,
         refundable(amount_paid=order.amount_paid, amount_refunded=order.amount_refunded),
@@ -131,20 +149,8 @@ async def _apply_refunded_charge(
         repository.add(session, refund)
         order.amount_refunded += missing
         order.updated_at = now
-        await _tell_refund(session, refund, now)
+        await refunds.tell(session, refund, now)
     return None
-
-
-async def _tell_refund(session: AsyncSession, refund: Refund, now: datetime) -> None:
-    await orders_repository.flush(session)
-    await outbox.record(
-        session,
-        EventType.REFUND_SUCCEEDED,
-        object_type="refund",
-        object_id=refund.id,
-        obj=refund_read(refund),
-        now=now,
-    )
 
 
 async def _intent_of(gateway: StripeGateway, event: dict[str, Any]) -> Intent | str:
