@@ -255,6 +255,9 @@ async def test_an_order_unpaid_past_the_timeout_is_cancelled_and_its_stock_relea
     waiting = await unpaid(manual, keys)
     settled = await unpaid(manual, keys)
     assert (await pay(manual, keys.staff, settled["id"], 2930)).status_code == 201
+    # Part paid: left to staff, since cancelling it would owe money taken outside.
+    part_paid = await unpaid(manual, keys)
+    assert (await pay(manual, keys.staff, part_paid["id"], 1000)).status_code == 201
     assert (
         await expiry.expire_unpaid(
             database, None, unpaid_for=timedelta(hours=1), lease=timedelta(seconds=10)
@@ -269,8 +272,8 @@ async def test_an_order_unpaid_past_the_timeout_is_cancelled_and_its_stock_relea
     )
     statuses = [
         (await manual.get(f"/v1/orders/{o['id']}", headers=keys.staff)).json()["status"]
-        for o in (waiting, settled)
+        for o in (waiting, settled, part_paid)
     ]
-    assert statuses == ["cancelled", "confirmed"]
+    assert statuses == ["cancelled", "confirmed", "pending_payment"]
     inventory = (await manual.get(f"/v1/inventory/{MUG}", headers=keys.staff)).json()
-    assert inventory["reserved"] == 2
+    assert inventory["reserved"] == 4

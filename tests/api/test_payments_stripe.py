@@ -632,32 +632,87 @@ async def test_reconcile_finds_a_payment_whose_webhook_never_came_and_confirms_i
     assert "no difference" in again.output
 
 
-async def test_a_refund_made_in_stripes_dashboard_is_recorded_and_an_unsent_one_stays_pending(
+async def test_a_refund_made_in_stripes_dashboard_is_recorded_once_the_unsent_one_is_settled(
     shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
 ) -> None:
     order, intent = await paid(shop, keys, fake, database, stripe_app)
     fake.fail_next("/v1/refunds", ("status", 500))
     unsent = await refund(shop, keys.staff, order["id"], 1290)
     assert unsent.json()["status"] == "pending"
+
+    async def charge_refunded(amount_refunded: int) -> None:
+        charge = {
+            "id": f"ch_{intent['intent_id']}",
+            "object": "charge",
+            "amount": 2930,
+            "amount_refunded": amount_refunded,
+            "refunded": False,
+            "payment_intent": intent["intent_id"],
+        }
+        payload = fake.event("charge.refunded", charge)
+        assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+        assert await work(stripe_app, database) == 1
+
+    # 500 refunded in the dashboard while ours waits: ours may have been made (its answer
+    # lost), so nothing is recorded yet rather than anything twice.
+    await charge_refunded(500)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert [(r["amount"], r["status"]) for r in detail["refunds"]] == [(1290, "pending")]
+    assert await refunds.send_pending(database, stripe_app.state.checkout.gateway) == 1
+    await charge_refunded(1790)
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert [(r["amount"], r["status"], r["reason"]) for r in detail["refunds"]] == [
+        (1290, "succeeded", "one mug arrived broken"),
+        (500, "succeeded", "refunded in Stripe"),
+    ]
+    assert detail["amount_refunded"] == 1790
+    assert sorted(
+        e["data"]["object"]["amount"] for e in await told(shop, keys, "refund.succeeded")
+    ) == [
+        500,
+        1290,
+    ]
+
+
+async def test_a_refund_whose_answer_was_lost_is_counted_once(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, intent = await paid(shop, keys, fake, database, stripe_app)
+    fake.fail_next("/v1/refunds", ("slow", 2.0))  # made at Stripe, answered too late
+    lost = await refund(shop, keys.staff, order["id"], 1290)
+    assert lost.json()["status"] == "pending"
     charge = {
         "id": f"ch_{intent['intent_id']}",
         "object": "charge",
         "amount": 2930,
-        "amount_refunded": 500,
+        "amount_refunded": 1290,
         "refunded": False,
         "payment_intent": intent["intent_id"],
     }
     payload = fake.event("charge.refunded", charge)
     assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
     assert await work(stripe_app, database) == 1
+    await asyncio.sleep(1.5)  # Stripe has finished the first request by now
+    assert await refunds.send_pending(database, stripe_app.state.checkout.gateway) == 1
     detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
-    assert [(r["amount"], r["status"], r["reason"]) for r in detail["refunds"]] == [
-        (1290, "pending", "one mug arrived broken"),
-        (500, "succeeded", "refunded in Stripe"),
-    ]
-    assert detail["amount_refunded"] == 1790
-    [told_refund] = await told(shop, keys, "refund.succeeded")
-    assert told_refund["data"]["object"]["amount"] == 500
+    assert [(r["amount"], r["status"]) for r in detail["refunds"]] == [(1290, "succeeded")]
+    assert detail["amount_refunded"] == 1290
+    assert len(fake.refunds) == 1
+
+
+async def test_a_refund_key_reused_for_another_refund_is_refused_and_keys_are_per_caller(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    order, _ = await paid(shop, keys, fake, database, stripe_app)
+    staff = {**keys.staff, "Idempotency-Key": "refund-1"}
+    admin = {**keys.admin, "Idempotency-Key": "refund-1"}
+    assert (await refund(shop, staff, order["id"], 100)).status_code == 201
+    assert_problem(await refund(shop, staff, order["id"], 200), 422, "idempotency-key-reused")
+    # The same key from another caller is another request: another refund, another key.
+    assert (await refund(shop, admin, order["id"], 100)).status_code == 201
+    sent = [c.idempotency_key for c in fake.calls_to("POST", "/v1/refunds")]
+    assert len(sent) == len(set(sent)) == 2
+    assert len(fake.refunds) == 2
 
 
 async def test_a_success_applied_while_the_intent_call_still_waits_for_stripe_confirms_it(
@@ -701,3 +756,50 @@ async def test_money_taken_after_the_order_was_cancelled_goes_back(
     [back] = detail["refunds"]
     assert (back["status"], back["reason"]) == ("succeeded", "paid after the order was cancelled")
     assert [r["amount"] for r in fake.refunds.values()] == [2930]
+
+
+async def test_an_order_cancelled_while_its_intent_was_created_gets_no_payable_intent(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe
+) -> None:
+    order = await unpaid(shop, keys)
+    fake.fail_next("/v1/payment_intents", ("slow", 0.6))
+    call = asyncio.create_task(intent_for(shop, keys.customer, order["id"]))
+    async with asyncio.timeout(5):
+        while not fake.intents:
+            await asyncio.sleep(0.01)
+    assert (await cancel(shop, keys.customer, order["id"])).status_code == 200
+    assert_problem(await call, 409, "invalid-state-transition", from_status="cancelled")
+    [intent] = fake.intents.values()
+    assert intent["status"] == "canceled"
+
+
+async def test_expiry_cancels_an_order_whose_intent_stripe_does_not_know_and_waits_on_bad_keys(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    locked_out, intent = await paying(shop, keys)
+    fake.fail_next(f"/v1/payment_intents/{intent['intent_id']}", ("status", 401))
+    gone, other = await paying(shop, keys)
+    del fake.intents[other["intent_id"]]  # made with keys of another account, say
+    assert await expire(stripe_app, database) == 1
+    statuses = [
+        (await shop.get(f"/v1/orders/{o['id']}", headers=keys.staff)).json()["status"]
+        for o in (locked_out, gone)
+    ]
+    assert statuses == ["pending_payment", "cancelled"]
+    assert await expire(stripe_app, database) == 1  # the key works again
+
+
+async def test_cancelling_shares_a_discount_out_over_the_unshipped_units(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe, database: Database, stripe_app: FastAPI
+) -> None:
+    placed = await place(shop, keys.customer, None, (MUG, 2), (COASTER, 1), discount_amount=930)
+    order = placed.json()
+    assert order["total"] == 2000
+    intent = (await intent_for(shop, keys.customer, order["id"])).json()
+    payload = fake.event("payment_intent.succeeded", fake.succeed(intent["intent_id"]))
+    assert (await deliver(shop, payload, fake.sign(payload))).status_code == 200
+    await work(stripe_app, database)
+    assert (await ship(shop, keys, order["id"], (MUG, 1))).status_code == 201
+    cancelled = await cancel(shop, keys.staff, order["id"])
+    # (1290 + 350) of 2930 in goods, charged 2000 for them: 1640 * 2000 // 2930.
+    assert cancelled.json()["amount_refunded"] == 1119

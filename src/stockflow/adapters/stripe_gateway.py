@@ -86,6 +86,12 @@ def _intent(obj: Any) -> Intent:
 def _translated(exc: stripe.StripeError) -> Exception:
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
         return ProviderUnavailable(str(exc) or type(exc).__name__)
+    if isinstance(
+        exc, stripe.AuthenticationError | stripe.PermissionError | stripe.IdempotencyError
+    ):
+        # The key or the account, not this request: nothing about the payment is decided,
+        # and the same call works once the operator has fixed it.
+        return ProviderUnavailable(f"Stripe refused the credentials: {exc.user_message}")
     status = exc.http_status or 0
     if isinstance(exc, stripe.APIError) or status >= 500 or status == 409:
         return ProviderUnavailable(f"Stripe answered {status or 'an error'}: {exc.user_message}")

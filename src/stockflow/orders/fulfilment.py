@@ -243,7 +243,12 @@ async def cancel_order(
             if shipped_units == 0
             else min(
                 owed,
-                unshipped_value([(line.quantity, line.shipped, line.unit_price) for line in lines]),
+                unshipped_value(
+                    [(line.quantity, line.shipped, line.unit_price) for line in lines],
+                    subtotal=order.subtotal,
+                    total=order.total,
+                    shipping_amount=order.shipping_amount,
+                ),
             )
         )
         if value > 0:

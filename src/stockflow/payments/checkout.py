@@ -35,6 +35,7 @@ from stockflow.errors import (
     PaymentProviderUnavailable,
 )
 from stockflow.ids import new_id
+from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders_repository
 from stockflow.orders.states import InvalidStateTransition, OrderEvent, OrderStatus
 from stockflow.payments import repository
@@ -47,6 +48,7 @@ from stockflow.payments.rules import (
 from stockflow.payments.schemas import PaymentIntentRead
 
 _POLL_SECONDS = 0.05
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,4 +248,14 @@ async def payment_intent(
         assert order is not None
         order.payment_lease_until = None
         payment = await record_intent(session, order, intent)
-        return _read(payment)
+        status = OrderStatus(order.status)
+        if status is OrderStatus.PENDING_PAYMENT or payment.status == "succeeded":
+            # Still to pay, or paid through this very PaymentIntent meanwhile.
+            return _read(payment)
+    # Cancelled (or paid) while Stripe was asked: the new PaymentIntent must not be paid.
+    # Should the customer pay it regardless, the payment is refunded (see stripe_events).
+    try:
+        await checkout.gateway.cancel_intent(intent.id)
+    except (ProviderUnavailable, ProviderRefused) as exc:
+        log.warning("payment_intent_not_cancelled", intent_id=intent.id, reason=str(exc))
+    raise InvalidStateTransition(from_status=status, event=OrderEvent.PAYMENT_SUCCEEDED)

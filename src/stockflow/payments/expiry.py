@@ -11,6 +11,7 @@ one order at the same time.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from stockflow.adapters.stripe_gateway import (
@@ -32,6 +33,8 @@ from stockflow.payments.stripe_events import apply_intent
 log = get_logger(__name__)
 
 BATCH = 20
+ROUNDS = 50
+"""At most this many batches a round: a backlog larger than that waits for the next."""
 
 
 async def _claim(database: Database, order_id: str, lease: timedelta) -> list[str] | None:
@@ -52,9 +55,10 @@ async def _claim(database: Database, order_id: str, lease: timedelta) -> list[st
         ]
 
 
-async def _settle(gateway: StripeGateway, intent_id: str) -> Intent | None:
+async def _settle(gateway: StripeGateway, intent_id: str) -> Intent | bool | None:
     """The PaymentIntent once it can no longer be paid, or as it is when it was paid or is
-    being paid; None when Stripe cannot be asked now."""
+    being paid; True when Stripe has no such PaymentIntent (nobody can pay it); None when
+    Stripe cannot be asked now."""
     try:
         intent = await gateway.retrieve_intent(intent_id)
         if intent.status in ("succeeded", "processing", "canceled"):
@@ -64,6 +68,9 @@ async def _settle(gateway: StripeGateway, intent_id: str) -> Intent | None:
         except ProviderRefused:
             # Paid (or being paid) between the two calls: what it is now decides.
             return await gateway.retrieve_intent(intent_id)
+    except ProviderRefused as exc:
+        log.warning("payment_intent_unknown_to_stripe", intent_id=intent_id, reason=str(exc))
+        return True
     except ProviderUnavailable as exc:
         log.warning("payment_expiry_deferred", intent_id=intent_id, reason=str(exc))
         return None
@@ -77,12 +84,17 @@ async def _expire(
         return False
     intents: list[Intent] = []
     wait = False
-    for intent_id in intent_ids:
-        intent = await _settle(gateway, intent_id) if gateway is not None else None
-        if intent is None:
-            wait = True
-            break
-        intents.append(intent)
+    try:
+        for intent_id in intent_ids:
+            settled = await _settle(gateway, intent_id) if gateway is not None else None
+            if settled is None:
+                wait = True
+                break
+            if isinstance(settled, Intent):
+                intents.append(settled)
+    except BaseException:
+        await asyncio.shield(_release(database, order_id))
+        raise
     async with database.transaction() as session:
         order = await orders_repository.get_for_update(session, order_id)
         assert order is not None
@@ -107,19 +119,37 @@ async def _expire(
         return True
 
 
+async def _release(database: Database, order_id: str) -> None:
+    async with database.transaction() as session:
+        order = await orders_repository.get_for_update(session, order_id)
+        if order is not None:
+            order.payment_lease_until = None
+
+
 async def expire_unpaid(
     database: Database, gateway: StripeGateway | None, *, unpaid_for: timedelta, lease: timedelta
 ) -> int:
-    """Cancel the orders unpaid for longer than ``unpaid_for``; how many were cancelled."""
-    async with database.transaction(write=False) as session:
-        due = await repository.unpaid_before(session, datetime.now(UTC) - unpaid_for, limit=BATCH)
+    """Cancel the orders unpaid for longer than ``unpaid_for``; how many were cancelled.
+    Orders that must wait (a payment processing, Stripe out of reach) are passed over, so
+    they never hold up the ones behind them; one that fails is logged and passed over too."""
+    cutoff = datetime.now(UTC) - unpaid_for
+    after: tuple[datetime, str] | None = None
     cancelled = 0
-    for order_id in due:
+    for _ in range(ROUNDS):
         async with database.transaction(write=False) as session:
-            order = await orders_repository.get(session, order_id)
-            provider = order.payment_provider if order is not None else None
-        if provider == PaymentProvider.STRIPE and gateway is None:
-            continue  # Stripe is not configured here: leave it to a worker that has it
-        if await _expire(database, gateway, order_id, lease):
-            cancelled += 1
+            due = await repository.unpaid_before(session, cutoff, after=after, limit=BATCH)
+        for placed, order_id in due:
+            after = (placed, order_id)
+            async with database.transaction(write=False) as session:
+                order = await orders_repository.get(session, order_id)
+                provider = order.payment_provider if order is not None else None
+            if provider == PaymentProvider.STRIPE and gateway is None:
+                continue  # Stripe is not configured here: leave it to a worker that has it
+            try:
+                if await _expire(database, gateway, order_id, lease):
+                    cancelled += 1
+            except Exception:
+                log.warning("payment_expiry_failed", order_id=order_id, exc_info=True)
+        if len(due) < BATCH:
+            break
     return cancelled

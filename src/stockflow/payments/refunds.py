@@ -22,7 +22,7 @@ from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.db.engine import Database
 from stockflow.db.models import Order, Payment, Refund
-from stockflow.errors import NotFound, RefundExceedsPaid
+from stockflow.errors import IdempotencyKeyReused, NotFound, RefundExceedsPaid
 from stockflow.events import outbox
 from stockflow.events.types import EventType
 from stockflow.ids import new_id
@@ -122,6 +122,11 @@ async def refund_order(
     if key is not None:
         found = await repository.refund_by_key(session, key)
         if found is not None:
+            if (found.amount, found.reason) != (data.amount, data.reason):
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was first used for a refund of "
+                    f"{found.amount} ({found.reason!r}). Use a new key for a new refund."
+                )
             return refund_read(found), found.status == "pending"
     now = datetime.now(UTC)
     before = {"amount_paid": order.amount_paid, "amount_refunded": order.amount_refunded}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.models import Order, Payment, Refund
@@ -74,13 +74,28 @@ async def unsent_refunds(session: AsyncSession, *, limit: int) -> list[str]:
     return list(rows.all())
 
 
-async def unpaid_before(session: AsyncSession, cutoff: datetime, *, limit: int) -> list[str]:
-    """Orders still waiting for payment that were placed before ``cutoff``, oldest first."""
-    rows = await session.scalars(
-        select(Order.id)
+async def unpaid_before(
+    session: AsyncSession,
+    cutoff: datetime,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[datetime, str]]:
+    """(placed, id) of orders placed before ``cutoff`` that wait for payment and have none
+    yet, oldest first, after ``after``. One partly paid is left to staff: cancelling it
+    would owe the customer money nobody took through Stockflow."""
+    stmt = (
+        select(Order.created_at, Order.id)
         .where(Order.status == "pending_payment")
+        .where(Order.amount_paid == 0)
         .where(Order.created_at < cutoff)
-        .order_by(Order.created_at, Order.id)
-        .limit(limit)
     )
-    return list(rows.all())
+    if after is not None:
+        stmt = stmt.where(
+            or_(
+                Order.created_at > after[0],
+                and_(Order.created_at == after[0], Order.id > after[1]),
+            )
+        )
+    rows = await session.execute(stmt.order_by(Order.created_at, Order.id).limit(limit))
+    return [(placed, order_id) for placed, order_id in rows]

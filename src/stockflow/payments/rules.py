@@ -54,14 +54,18 @@ def refundable(*, amount_paid: int, amount_refunded: int) -> int:
     return max(amount_paid - amount_refunded, 0)
 
 
-def unshipped_value(lines: list[tuple[int, int, int]]) -> int:
-    """The value of what an order did not ship, from (quantity, shipped, unit_price) per line.
-
-    Cancelling a paid order refunds it: everything paid when nothing shipped (the caller
-    caps it at what is refundable, which includes shipping and tax), else the unshipped
-    units at their unit price.
-    """
-    return sum((quantity - shipped) * unit_price for quantity, shipped, unit_price in lines)
+def unshipped_value(
+    lines: list[tuple[int, int, int]], *, subtotal: int, total: int, shipping_amount: int
+) -> int:
+    """What cancelling a partly shipped order refunds, from (quantity, shipped, unit_price)
+    per line: the unshipped units' share of what was charged for the goods (the total less
+    shipping, so discount and tax are shared out over the lines as the units are), rounded
+    down. Shipping is not refunded: something was shipped. The caller caps it at what is
+    refundable; when nothing shipped, everything paid goes back."""
+    unshipped = sum((quantity - shipped) * unit_price for quantity, shipped, unit_price in lines)
+    if subtotal <= 0:
+        return 0
+    return unshipped * max(total - shipping_amount, 0) // subtotal
 
 
 def provider_key(*parts: str) -> str:

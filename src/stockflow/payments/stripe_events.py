@@ -68,7 +68,11 @@ async def keep(session: AsyncSession, event: StripeEvent, body: bytes) -> bool:
 async def apply_intent(session: AsyncSession, order: Order, intent: Intent, now: datetime) -> None:
     """Bring the locked ``order``'s payment for ``intent`` to what Stripe says."""
     payment = await record_intent(session, order, intent)
-    if payment.status == "succeeded":
+    if payment.status == "succeeded" or (
+        payment.status == "cancelled" and intent.status != "succeeded"
+    ):
+        # Final states; a stale read of the PaymentIntent (another worker's, say) must not
+        # move a payment back.
         return
     state = payment_state_of_intent(intent.status, failed=intent.failure_message is not None)
     if state == payment.status:
@@ -119,15 +123,15 @@ async def _apply_refunded_charge(
     of_payment = [
         r for r in await repository.refunds_of(session, order.id) if r.payment_id == payment.id
     ]
-    # Only refunds Stripe has made settle here: one still waiting to be sent is not among
-    # what the charge says was refunded.
-    made = [r for r in of_payment if r.provider_refund_id is not None or r.status == "succeeded"]
-    for refund in made:
-        if refund.status == "pending":
+    # A refund Stripe has confirmed the making of settles here. One not confirmed yet may
+    # still have been made (its answer lost): it is counted, not settled, so that the
+    # dashboard's refunds are told apart from it only once it is settled, never twice.
+    for refund in of_payment:
+        if refund.status == "pending" and refund.provider_refund_id is not None:
             refund.status = "succeeded"
             refund.updated_at = now
             await refunds.tell(session, refund, now)
-    counted = sum(r.amount for r in made if r.status != "failed")
+    counted = sum(r.amount for r in of_payment if r.status != "failed")
     missing = min(
         int(charge.get("amount_refunded") or 0) - counted,
         refundable(amount_paid=order.amount_paid, amount_refunded=order.amount_refunded),
