@@ -3,11 +3,14 @@
 Built from settings when payments are `stripe`, never at import. The SDK itself retries
 nothing (``max_network_retries=0``): a call that fails is reported at once, and whoever
 made it retries later with the same idempotency key, so Stripe answers a retry with what
-it did the first time. Every call is bounded by the client's timeout.
+it did the first time. Every call has one deadline as a whole
+(``STOCKFLOW_STRIPE_TIMEOUT_SECONDS``), whatever its phases take.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +124,20 @@ class StripeGateway:
             max_network_retries=0,
         )
         self._webhook_secret = webhook_secret
+        self._deadline = timeout_seconds
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """One deadline for the whole call: httpx's timeout bounds each phase (connect,
+        each read) on its own, so a slow answer could otherwise outlast it, and with it
+        the order's payment lease."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                yield
+        except TimeoutError as exc:
+            raise ProviderUnavailable(f"Stripe did not answer within {self._deadline} s") from exc
+        except stripe.StripeError as exc:
+            raise _translated(exc) from exc
 
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
@@ -130,7 +147,7 @@ class StripeGateway:
     ) -> Intent:
         """A PaymentIntent for the order, with automatic payment methods (cards and the
         wallets enabled on the account, such as Google Pay and Apple Pay)."""
-        try:
+        async with self._bounded():
             created = await self._client.v1.payment_intents.create_async(
                 params={
                     "amount": amount,
@@ -140,26 +157,20 @@ class StripeGateway:
                 },
                 options={"idempotency_key": idempotency_key},
             )
-        except stripe.StripeError as exc:
-            raise _translated(exc) from exc
         return _intent(created)
 
     async def retrieve_intent(self, intent_id: str) -> Intent:
-        try:
+        async with self._bounded():
             return _intent(await self._client.v1.payment_intents.retrieve_async(intent_id))
-        except stripe.StripeError as exc:
-            raise _translated(exc) from exc
 
     async def cancel_intent(self, intent_id: str) -> Intent:
-        try:
+        async with self._bounded():
             return _intent(await self._client.v1.payment_intents.cancel_async(intent_id))
-        except stripe.StripeError as exc:
-            raise _translated(exc) from exc
 
     async def refund(
         self, *, intent_id: str, amount: int, idempotency_key: str, refund_id: str
     ) -> StripeRefund:
-        try:
+        async with self._bounded():
             made = await self._client.v1.refunds.create_async(
                 params={
                     "payment_intent": intent_id,
@@ -168,8 +179,6 @@ class StripeGateway:
                 },
                 options={"idempotency_key": idempotency_key},
             )
-        except stripe.StripeError as exc:
-            raise _translated(exc) from exc
         return StripeRefund(id=made.id, status=made.status or "pending", amount=int(made.amount))
 
     async def intents_since(self, created_since: int) -> AsyncIterator[Intent]:
