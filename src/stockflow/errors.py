@@ -343,3 +343,15 @@ class InvalidStripeSignature(StockflowError):
         "with the endpoint's signing secret over the exact body within the last five "
         "minutes, or its body is not a Stripe event. Nothing was kept."
     )
+
+
+class PaymentRefused(StockflowError):
+    slug = "payment-refused"
+    title = "Payment refused by the provider"
+    status = 422
+    description = (
+        "Stripe refused to create the order's PaymentIntent for a reason of the request "
+        "itself (an amount below its minimum, a currency the account does not take). "
+        "Nothing was changed, and retrying the same request will not help. "
+        "`provider_code` is Stripe's error code, when it gave one."
+    )

@@ -803,3 +803,17 @@ async def test_cancelling_shares_a_discount_out_over_the_unshipped_units(
     cancelled = await cancel(shop, keys.staff, order["id"])
     # (1290 + 350) of 2930 in goods, charged 2000 for them: 1640 * 2000 // 2930.
     assert cancelled.json()["amount_refunded"] == 1119
+
+
+async def test_a_payment_intent_stripe_refuses_outright_is_a_422_and_changes_nothing(
+    shop: httpx.AsyncClient, keys: Keys, fake: FakeStripe
+) -> None:
+    order = await unpaid(shop, keys)
+    fake.fail_next("/v1/payment_intents", ("status", 400))
+    refused = await intent_for(shop, keys.customer, order["id"])
+    assert_problem(refused, 422, "payment-refused")
+    assert "Retry-After" not in refused.headers
+    detail = (await shop.get(f"/v1/orders/{order['id']}", headers=keys.staff)).json()
+    assert (detail["status"], detail["payments"]) == ("pending_payment", [])
+    # The lease was given back: the next request asks Stripe again at once.
+    assert (await intent_for(shop, keys.customer, order["id"])).status_code == 200

@@ -33,6 +33,7 @@ from stockflow.errors import (
     PaymentInProgress,
     PaymentProviderMismatch,
     PaymentProviderUnavailable,
+    PaymentRefused,
 )
 from stockflow.ids import new_id
 from stockflow.observability.logging import get_logger
@@ -235,10 +236,18 @@ async def payment_intent(
                 str(claimed.attempt),
             ),
         )
-    except (ProviderUnavailable, ProviderRefused) as exc:
+    except ProviderUnavailable as exc:
         await _release(checkout, claimed.order_id)
         raise PaymentProviderUnavailable(
             f"Stripe did not create the PaymentIntent for order {order_id}: {exc}"
+        ) from exc
+    except ProviderRefused as exc:
+        # The request itself (an amount below Stripe's minimum, a currency the account
+        # does not take): asking again will not help.
+        await _release(checkout, claimed.order_id)
+        raise PaymentRefused(
+            f"Stripe refused a PaymentIntent for order {order_id}: {exc}",
+            provider_code=exc.code,
         ) from exc
     except BaseException:
         await asyncio.shield(_release(checkout, claimed.order_id))

@@ -72,12 +72,14 @@ async def record_payment(
         "Apple Pay), or returns the one it has; answer its `client_secret` to Stripe.js. "
         "Safe to call any number of times, at once too: one PaymentIntent per order and "
         "amount. Stripe unreachable → 502 `payment-provider-unavailable` with `Retry-After` "
-        "(nothing changed; retry). Another request asking Stripe for this order right now "
+        "(nothing changed; retry); Stripe refusing the request itself → 422 `payment-refused`. "
+        "Another request asking Stripe for this order right now "
         "→ 409 `payment-in-progress` with `Retry-After`. An order already paid or cancelled "
         "→ 409 `invalid-state-transition`. Customers: own orders."
     ),
     responses={
         409: {"description": "Already paid or cancelled, not a Stripe order, or in progress"},
+        422: {"description": "Stripe refused the request itself (`payment-refused`)"},
         502: {"description": "Stripe could not be reached; retry"},
     },
     openapi_extra={"security": BEARER_SECURITY},
