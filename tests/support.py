@@ -22,6 +22,7 @@ BACKENDS = ("sqlite", "postgresql")
 
 # Tables holding data, children first; locations and alembic_version survive a clean-up.
 DATA_TABLES = (
+    "worker_heartbeats",
     "readiness_checks",
     "inbox_messages",
     "delivery_attempts",

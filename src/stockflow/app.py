@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -11,10 +13,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
+from opentelemetry.sdk.trace import TracerProvider
 
 from stockflow import __version__
-from stockflow.api.direct import DirectRoutes, Endpoint
+from stockflow.api.direct import DirectRoutes
 from stockflow.api.health import router as health_router
+from stockflow.api.health import sample_pool
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
 from stockflow.api.router import DIRECT_ENDPOINTS, OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
@@ -22,6 +26,7 @@ from stockflow.auth.usage import KeyUsageRecorder
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
+from stockflow.observability import metrics, tracing
 from stockflow.observability.logging import configure_logging, get_logger
 from stockflow.payments.checkout import build_checkout
 from stockflow.webhooks.secrets import SecretBox
@@ -29,6 +34,7 @@ from stockflow.webhooks.service import WebhookConfig
 from stockflow.workers.runner import Worker, build_relay
 
 log = get_logger(__name__)
+POOL_SAMPLE_SECONDS = 5.0
 
 DESCRIPTION = """
 Stockflow takes orders, reserves stock without ever overselling, and tells you exactly
@@ -40,21 +46,50 @@ problem `type` links to `/problems/{slug}`, which explains it. Lists take `?limi
 `?cursor=` and answer `{"data": [...], "next_cursor": ...}`.
 """
 
-# FastAPI's own OpenTelemetry bridge stays off: Stockflow does not configure it, and even
-# with no provider set it asks OpenTelemetry on every request whether one is (about 3 % of
-# an order's CPU). Tracing is Stockflow's to set up where it is wanted.
+# FastAPI's own OpenTelemetry bridge stays off unless tracing is wanted: even with no
+# provider set it asks OpenTelemetry on every request whether one is (about 3 % of an
+# order's CPU). Metrics are Prometheus's and logs structlog's, so it never does those.
 NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
     "tracing": False,
     "metrics": False,
     "logs": False,
     "operation_spans": False,
 }
+# Probes and scrapes, every few seconds, would bury the requests worth a trace.
+_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in _UNTRACED_PATHS
+
+
+def _telemetry(provider: TracerProvider | None) -> TelemetryConfig:
+    if provider is None:
+        return NO_FRAMEWORK_TELEMETRY
+    return {
+        **NO_FRAMEWORK_TELEMETRY,
+        "tracing": True,
+        "tracer_provider": provider,
+        "exclude": _untraced,
+    }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The HTTP service. ``tracer_provider`` traces into the given provider; without one,
+    tracing follows the ``OTEL_*`` environment (off when it names no exporter)."""
     settings = settings or Settings()
     configure_logging(settings)
     database = database or Database(settings)
+    owned_provider = None
+    if tracer_provider is None:
+        tracer_provider = owned_provider = tracing.provider_from_environment()
+    if tracer_provider is not None:
+        tracing.instrument(tracer_provider, database.engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,15 +104,23 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 detail="background jobs (webhooks, pruning, PO submission) run only in "
                 "`stockflow worker` processes",
             )
+        sampling = asyncio.create_task(_sample_pool(database, stop))
         yield
         stop.set()
         if running is not None:
             await running
+        await sampling
         await relay.aclose()
         if app.state.checkout is not None:
             await app.state.checkout.gateway.aclose()
         await app.state.key_usage.drain()
         await database.dispose()
+        metrics.process_exited(os.getpid())
+        if tracer_provider is not None:
+            tracing.uninstrument()
+        if owned_provider is not None:
+            # Sends the spans still batched before the process goes.
+            owned_provider.shutdown()
 
     app = FastAPI(
         title="Stockflow",
@@ -85,7 +128,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
-        telemetry=NO_FRAMEWORK_TELEMETRY,
+        telemetry=_telemetry(tracer_provider),
     )
     app.state.settings = settings
     app.state.database = database
@@ -109,10 +152,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     return app
 
 
-def _direct_routes() -> dict[tuple[str, str], Endpoint]:
-    """The (method, path) of each direct endpoint, read from its declared route, so that
-    what is served and what OpenAPI documents cannot drift apart."""
-    routes: dict[tuple[str, str], Endpoint] = {}
+def _direct_routes() -> dict[tuple[str, str], APIRoute]:
+    """The (method, path) of each direct endpoint's declared route, so that what is served
+    and what OpenAPI documents cannot drift apart."""
+    routes: dict[tuple[str, str], APIRoute] = {}
     for router in V1_ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and route.endpoint in DIRECT_ENDPOINTS:
@@ -122,10 +165,19 @@ def _direct_routes() -> dict[tuple[str, str], Endpoint]:
                         f"{route.path}: a direct route takes no path parameters or dependencies"
                     )
                 for method in route.methods or ():
-                    routes[(method, V1_PREFIX + route.path)] = route.endpoint
-    if {*routes.values()} != {*DIRECT_ENDPOINTS}:
+                    routes[(method, V1_PREFIX + route.path)] = route
+    if {route.endpoint for route in routes.values()} != {*DIRECT_ENDPOINTS}:
         raise ValueError("every direct endpoint must be declared as a /v1 route")
     return routes
+
+
+async def _sample_pool(database: Database, stop: asyncio.Event) -> None:
+    """Keep this process's share of the pool gauges current, for scrapes answered by
+    another process of the instance."""
+    while not stop.is_set():
+        sample_pool(database)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POOL_SAMPLE_SECONDS)
 
 
 SUPPLIER_SIGNATURE_SCHEME = {

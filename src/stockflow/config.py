@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     payment_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
     # How often the worker asks Stripe again for refunds it could not make at once.
     refund_retry_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # GET /metrics answers only with `Authorization: Bearer <this>` when set; open when not
+    # (keep it off the public internet then: a proxy rule or a private listener).
+    metrics_token: SecretStr | None = None
+    # How often each worker writes its heartbeat; /readyz and /metrics report its age.
+    worker_heartbeat_seconds: float = Field(default=15.0, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod

@@ -160,6 +160,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Health: open to everyone, with or without a key.
     ("GET", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", None, (200, 200, 200, 200, 200)),
+    # Open unless STOCKFLOW_METRICS_TOKEN is set (tests/api/test_observability.py).
+    ("GET", "/metrics", None, (200, 200, 200, 200, 200)),
 ]
 
 CASES = [

@@ -39,6 +39,7 @@ TABLES = {
     "products",
     "stock_levels",
     "stock_movements",
+    "worker_heartbeats",
 }
 
 

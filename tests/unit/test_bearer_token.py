@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from stockflow.api.deps import _bearer, _bearer_token
+from stockflow.api.deps import _bearer, bearer_token
 
 
 def _request(authorization: bytes | None) -> Request:
@@ -43,9 +43,9 @@ async def test_the_order_path_reads_the_key_as_the_bearer_dependency_does(
     request = _request(authorization)
     credentials = await _bearer(request)
     expected = None if credentials is None else credentials.credentials
-    assert _bearer_token(request) == expected
+    assert bearer_token(request) == expected
 
 
 def test_a_bearer_key_is_read() -> None:
-    assert _bearer_token(_request(b"Bearer sf_abc")) == "sf_abc"
-    assert _bearer_token(_request(b"Basic sf_abc")) is None
+    assert bearer_token(_request(b"Bearer sf_abc")) == "sf_abc"
+    assert bearer_token(_request(b"Basic sf_abc")) is None

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -101,7 +102,8 @@ def _app() -> tuple[Any, dict[str, Any]]:
     inner = FastAPI()
     inner.add_api_route("/things", routed, methods=["GET", "POST"])
     inner.add_api_route("/things/more", routed, methods=["POST"])
-    app = DirectRoutes(inner, routes={("POST", "/things"): endpoint}, handlers=handlers)
+    direct = APIRoute("/things", endpoint, methods=["POST"])
+    app = DirectRoutes(inner, routes={("POST", "/things"): direct}, handlers=handlers)
     return app, handlers
 
 
@@ -183,6 +185,8 @@ def test_stockflow_places_orders_directly() -> None:
     app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
     direct = [m for m in app.user_middleware if m.cls is DirectRoutes]  # type: ignore[comparison-overlap]
     assert len(direct) == 1
-    assert direct[0].kwargs["routes"] == {("POST", "/v1/orders"): place_order}
+    routes: dict[tuple[str, str], Any] = direct[0].kwargs["routes"]  # type: ignore[assignment]
+    assert list(routes) == [("POST", "/v1/orders")]
+    assert routes[("POST", "/v1/orders")].endpoint is place_order
     # The application's own table, so handlers added later apply too.
     assert direct[0].kwargs["handlers"] is app.exception_handlers

@@ -66,7 +66,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sf_...`")
 
 
-def _bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     """The key of ``Authorization: Bearer <key>``, read as ``_bearer`` reads it, without
     building its credentials model on the order path."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -128,7 +128,7 @@ async def caller_transaction(
     """
     database = get_database(request)
     async with database.transaction(write=_writes(request)) as session:
-        principal = await _authenticated(request, session, _bearer_token(request))
+        principal = await _authenticated(request, session, bearer_token(request))
         yield session, _permitted(principal, allowed)
 
 
@@ -138,7 +138,7 @@ async def authenticated_caller(request: Request, allowed: frozenset[Role]) -> Pr
     SQLite no lock) while it waits for the answer."""
     database = get_database(request)
     async with database.transaction(write=False) as session:
-        principal = await _authenticated(request, session, _bearer_token(request))
+        principal = await _authenticated(request, session, bearer_token(request))
     return _permitted(principal, allowed)
 
 

@@ -17,18 +17,22 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from fastapi.routing import APIRoute
+from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stockflow.observability import tracing
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Any]
 
 
 class DirectRoutes:
-    """Serves ``(method, path)`` pairs straight from their endpoints.
+    """Serves ``(method, path)`` pairs straight from their declared routes' endpoints.
 
     ``handlers`` is the application's own exception-handler table (keyed by exception class
     or HTTP status code), read at each error, so handlers added later still apply.
@@ -38,7 +42,7 @@ class DirectRoutes:
         self,
         app: ASGIApp,
         *,
-        routes: Mapping[tuple[str, str], Endpoint],
+        routes: Mapping[tuple[str, str], APIRoute],
         handlers: Mapping[Any, Handler],
     ) -> None:
         self.app = app
@@ -46,14 +50,20 @@ class DirectRoutes:
         self._handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = (
+        route = (
             self._routes.get((scope["method"], _route_path(scope)))
             if scope["type"] == "http"
             else None
         )
-        if endpoint is None:
+        if route is None:
             await self.app(scope, receive, send)
             return
+        # What the router would have recorded: the route (for metrics and the access line)
+        # and, when tracing, the server span's route and name.
+        scope["route"] = route
+        if tracing.enabled():
+            _name_server_span(scope["method"], _route_path(scope))
+        endpoint: Endpoint = route.endpoint
         request = Request(scope, receive, send)
         response: Response | None
         try:
@@ -83,6 +93,13 @@ class DirectRoutes:
             if cls in self._handlers:
                 return self._handlers[cls]
         return None
+
+
+def _name_server_span(method: str, template: str) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("http.route", template)
+        span.update_name(f"{method} {template}")
 
 
 def _route_path(scope: Scope) -> str:

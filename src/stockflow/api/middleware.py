@@ -1,24 +1,51 @@
-"""Request context: the request id, and the last-resort 500.
+"""Request context: the request id, the last-resort 500, the access line and the HTTP
+metrics.
 
 The request id is taken from a sane ``X-Request-ID`` or minted, bound to every log line and
 echoed back. Unexpected exceptions are turned into a problem response here rather than by
 Starlette's outermost error middleware, because only here is the request id still known and
-the response headers still ours to set.
+the response headers still ours to set. Each request ends with one access line and one
+observation of the HTTP metrics, labelled by route template (``/v1/orders/{order_id}``),
+never by the raw path, so that neither grows with the number of orders.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from time import perf_counter
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockflow.api.problems import internal_error_response, problem_response
+from stockflow.observability import metrics
 from stockflow.observability.logging import get_logger, request_id_var
 
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Probes and scrapes come every few seconds: counted, but not logged.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = get_logger(__name__)
+access = get_logger("stockflow.access")
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request (``/v1/orders/{order_id}``), or
+    one label for every path that matched none (a 404 must not mint a new series per URL).
+
+    The router records the route as its router declared it, without the prefix it was
+    included under (``/orders/{order_id}``); the prefix is the request path's leading
+    segments that the template does not account for."""
+    route: Any = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return metrics.UNMATCHED_ROUTE
+    path: str = scope["path"]
+    extra = path.count("/") - template.count("/")
+    if extra > 0:
+        template = "/".join(path.split("/")[: extra + 1]) + template
+    return template
 
 
 class RequestContextMiddleware:
@@ -32,12 +59,16 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _ACCEPTABLE.match(incoming) else f"req_{secrets.token_hex(12)}"
         token = request_id_var.set(request_id)
+        began = perf_counter()
+        stats, stats_token = metrics.start_request()
         started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
@@ -46,6 +77,8 @@ class RequestContextMiddleware:
             await problem_response(status=400, detail="The URL must not contain NUL characters.")(
                 scope, receive, send_with_id
             )
+            self._finish(scope, status, began, stats.statements)
+            metrics.end_request(stats_token)
             request_id_var.reset(token)
             return
         try:
@@ -56,4 +89,27 @@ class RequestContextMiddleware:
                 raise
             await internal_error_response()(scope, receive, send_with_id)
         finally:
+            self._finish(scope, status, began, stats.statements)
+            metrics.end_request(stats_token)
             request_id_var.reset(token)
+
+    @staticmethod
+    def _finish(scope: Scope, status: int, began: float, statements: int) -> None:
+        seconds = perf_counter() - began
+        method: str = scope["method"]
+        if method not in metrics.KNOWN_METHODS:
+            method = "OTHER"
+        route = route_template(scope)
+        metrics.observe_request(
+            method=method, route=route, status=status, seconds=seconds, statements=statements
+        )
+        if scope["path"] not in _QUIET_PATHS:
+            access.info(
+                "request",
+                method=method,
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+                statements=statements,
+            )

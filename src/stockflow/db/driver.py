@@ -22,10 +22,14 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from stockflow.observability import metrics, tracing
+
 
 class PgDriver:
     """asyncpg's query methods, with its errors translated; statements are prepared once
-    per connection by asyncpg's own statement cache."""
+    per connection by asyncpg's own statement cache. Each statement is counted for the
+    request's metrics and, when tracing, gets its span (SQLAlchemy's instrumentation does
+    not see statements sent this way)."""
 
     __slots__ = ("_connection",)
 
@@ -33,21 +37,27 @@ class PgDriver:
         self._connection = connection
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        metrics.count_statement()
         try:
-            rows: list[asyncpg.Record] = await self._connection.fetch(sql, *args)
+            with tracing.statement_span(sql):
+                rows: list[asyncpg.Record] = await self._connection.fetch(sql, *args)
             return rows
         except Exception as exc:
             raise _translated(sql, args, exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        metrics.count_statement()
         try:
-            return await self._connection.fetchrow(sql, *args)
+            with tracing.statement_span(sql):
+                return await self._connection.fetchrow(sql, *args)
         except Exception as exc:
             raise _translated(sql, args, exc) from exc
 
     async def execute(self, sql: str, *args: Any) -> str:
+        metrics.count_statement()
         try:
-            status: str = await self._connection.execute(sql, *args)
+            with tracing.statement_span(sql):
+                status: str = await self._connection.execute(sql, *args)
             return status
         except Exception as exc:
             raise _translated(sql, args, exc) from exc

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 
 from stockflow.config import Settings
 from stockflow.db.driver import RequestConnection, attach
+from stockflow.observability import metrics
 
 _SQLITE_BEGIN = "stockflow_sqlite_begin"
 
@@ -56,6 +57,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 POSTGRESQL_SESSION_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 
 
+def _count_statement(*_args: Any) -> None:
+    metrics.count_statement()
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": settings.database_echo}
     if settings.is_sqlite:
@@ -63,6 +68,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(settings.database_url, **kwargs)
         _configure_sqlite(engine)
+        event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
         return engine
     # No ping before each checkout: it is a round trip on every request. A connection the
     # server dropped fails its request with a 503 instead, and SQLAlchemy then invalidates
@@ -79,7 +85,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_use_lifo=True,
         connect_args={"server_settings": dict(POSTGRESQL_SESSION_SETTINGS)},
     )
-    return create_async_engine(settings.database_url, **kwargs)
+    engine = create_async_engine(settings.database_url, **kwargs)
+    # Statements per request (the order path's own are counted by its driver).
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+    return engine
 
 
 class Database:
@@ -140,6 +149,16 @@ class Database:
         finally:
             # Returns the connection to the pool, rolling back whatever is still open.
             await connection.close()
+
+    def pool_status(self) -> tuple[int, int] | None:
+        """Connections (in use, idle) in this process's pool; None for a pool that keeps
+        none (SQLite in memory, tests' null pools)."""
+        pool = self.engine.sync_engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        checked_in = getattr(pool, "checkedin", None)
+        if checked_out is None or checked_in is None:
+            return None
+        return int(checked_out()), int(checked_in())
 
     async def dispose(self) -> None:
         await self.engine.dispose()

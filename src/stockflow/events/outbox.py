@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockflow.events import repository
 from stockflow.events.types import EventType
 from stockflow.ids import new_id
+from stockflow.observability import tracing
 
 
 def render_data(obj: BaseModel, **extra: Any) -> str:
@@ -38,6 +39,7 @@ def event_row(
         "object_id": object_id,
         "data": data,
         "created_at": now,
+        "trace_context": tracing.traceparent(),
     }
 
 

@@ -1,20 +1,70 @@
 """Structured logging: JSON lines in production, readable lines in development.
 
 The request id lives in a context variable, so every line logged while serving a request
-carries it without being passed around.
+carries it without being passed around; with tracing on, so do the trace and span ids.
+Every line passes through `redact` last before rendering: secrets (API keys, webhook and
+Stripe secrets, passwords, tokens) and e-mail addresses never reach the log, wherever in
+the line (a field, an error message, a traceback) they turn up.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
 from stockflow.config import Environment, Settings
+from stockflow.observability import tracing
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REDACTED = "[redacted]"
+# Fields whose values are secret by their name, whatever they hold.
+_SECRET_FIELD = re.compile(
+    r"secret|password|passwd|token|api_?key|authorization|signature|credential", re.IGNORECASE
+)
+# Fields that merely mention such a word and hold nothing secret.
+_OPEN_FIELDS = frozenset({"lease_token"})
+_SECRET_VALUE = re.compile(
+    r"\bsf_[0-9A-Za-z]{16,}"  # Stockflow API keys
+    r"|\bwhsec_[A-Za-z0-9+/=]{8,}"  # webhook signing secrets (ours and Stripe's)
+    r"|\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{8,}"  # Stripe API keys
+    r"|\bBearer\s+[^\s\"',]+",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with secrets and e-mail addresses replaced, in strings at any depth."""
+    if isinstance(value, str):
+        if "@" in value:
+            value = _EMAIL.sub("[email]", value)
+        return _SECRET_VALUE.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {key: _scrub_field(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub(item) for item in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return scrub(str(value))
+
+
+def _scrub_field(key: str, value: Any) -> Any:
+    if value is not None and key not in _OPEN_FIELDS and _SECRET_FIELD.search(key):
+        return REDACTED
+    return scrub(value)
+
+
+def redact(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    return {key: _scrub_field(key, value) for key, value in event_dict.items()}
 
 
 def _add_request_id(
@@ -23,6 +73,10 @@ def _add_request_id(
     request_id = request_id_var.get()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
     return event_dict
 
 
@@ -44,6 +98,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -38,6 +38,8 @@ from stockflow.inventory.policy import (
     plan_replenishment,
     split_request,
 )
+from stockflow.observability import tracing
+from stockflow.observability.metrics import STOCK_OUTS
 from stockflow.orders import repository, rules
 from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import (
@@ -290,27 +292,18 @@ def _order_events(read: OrderRead, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-async def place_order(
-    session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
-) -> OrderRead:
-    customer_id, requested = _requested(actor, data, limits)
-    now = datetime.now(UTC)
-    # One round trip reads the catalog and reserves every line that has enough stock, in
-    # SKU order. An order refused afterwards (unknown SKU, inactive product, wrong
-    # currency, no such customer) rolls the reservation back with everything else.
-    catalog, reserved = await repository.reserve_from_catalog(
-        session,
-        sorted((line.sku, line.quantity) for line in requested),
-        customer_id=None if actor.is_customer else customer_id,
-        now=now,
-    )
-    checked = _checked(actor, data, customer_id, requested, catalog)
-    outcomes = await _reserve(session, checked, reserved, now)
-    order_id = new_id("ord")
-    line_ids = {line.product_id: new_id("oli") for line in checked.priced.lines}
-
-    # Product rows after every stock row, in the same SKU order.
-    needing = [outcome for outcome in outcomes if needs_rules(checked, outcome)]
+async def _replenish(
+    session: AsyncSession,
+    actor: Principal,
+    checked: CheckedOrder,
+    needing: list[LineOutcome],
+    order_id: str,
+    line_ids: dict[str, str],
+    limits: OrderLimits,
+    now: datetime,
+) -> None:
+    """Count the backlog and order what the replenishment rule asks for, product by
+    product: their rows are locked in SKU order, after every stock row."""
     terms = await po_repository.preferred_terms(
         session, [outcome.line.product_id for outcome in needing]
     )
@@ -342,6 +335,32 @@ async def place_order(
         actor_id=actor.id,
         now=now,
     )
+
+
+async def place_order(
+    session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
+) -> OrderRead:
+    customer_id, requested = _requested(actor, data, limits)
+    now = datetime.now(UTC)
+    # One round trip reads the catalog and reserves every line that has enough stock, in
+    # SKU order. An order refused afterwards (unknown SKU, inactive product, wrong
+    # currency, no such customer) rolls the reservation back with everything else.
+    with tracing.span("reserve_stock", **{"stockflow.lines": len(requested)}):
+        catalog, reserved = await repository.reserve_from_catalog(
+            session,
+            sorted((line.sku, line.quantity) for line in requested),
+            customer_id=None if actor.is_customer else customer_id,
+            now=now,
+        )
+        checked = _checked(actor, data, customer_id, requested, catalog)
+        outcomes = await _reserve(session, checked, reserved, now)
+    order_id = new_id("ord")
+    line_ids = {line.product_id: new_id("oli") for line in checked.priced.lines}
+    # Product rows after every stock row, in the same SKU order.
+    needing = [outcome for outcome in outcomes if needs_rules(checked, outcome)]
+    if needing:
+        with tracing.span("replenish", **{"stockflow.products": len(needing)}):
+            await _replenish(session, actor, checked, needing, order_id, line_ids, limits, now)
 
     status = initial_status(
         payment_required=payment_required(limits.payment_provider, checked.priced.total)
@@ -413,6 +432,8 @@ async def place_order(
         read = _order_read(order_row, line_rows, status, await backlog.promises(session, waiting))
         await events_repository.add(session, _order_events(read, now))
     for outcome in outcomes:
+        if outcome.available_after <= 0 < outcome.available_after + outcome.allocated:
+            STOCK_OUTS.inc()
         await inventory.tell_if_low(
             session,
             product_id=outcome.line.product_id,

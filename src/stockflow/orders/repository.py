@@ -347,7 +347,7 @@ _LINE_COLUMNS = (
     "id", "order_id", "product_id", "sku", "position", "quantity", "unit_price", "line_total",
     "allocated", "backordered", "shipped",
 )  # fmt: skip
-_EVENT_COLUMNS = ("id", "type", "object_type", "object_id", "data", "created_at")
+_EVENT_COLUMNS = ("id", "type", "object_type", "object_id", "data", "created_at", "trace_context")
 _MOVEMENT_COLUMNS = (
     "id", "product_id", "location_id", "on_hand_delta", "reserved_delta", "on_hand_after",
     "reserved_after", "reason", "note", "actor", "order_id", "purchase_order_id", "created_at",
@@ -376,10 +376,10 @@ new_lines AS (
     )
 ),
 new_events AS (
-    INSERT INTO events (id, type, object_type, object_id, data, created_at)
+    INSERT INTO events (id, type, object_type, object_id, data, created_at, trace_context)
     SELECT * FROM unnest(
         $39::varchar[], $40::varchar[], $41::varchar[], $42::varchar[], $43::text[],
-        $44::timestamptz[]
+        $44::timestamptz[], $45::varchar[]
     )
 )
 INSERT INTO stock_movements (

@@ -26,6 +26,7 @@ from stockflow.errors import IdempotencyKeyReused, NotFound, RefundExceedsPaid
 from stockflow.events import outbox
 from stockflow.events.types import EventType
 from stockflow.ids import new_id
+from stockflow.observability import metrics
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders_repository
 from stockflow.payments import repository
@@ -45,6 +46,7 @@ def request_key(principal_id: str, idempotency_key: str | None, order_id: str) -
 
 async def tell(session: AsyncSession, refund: Refund, now: datetime) -> None:
     await orders_repository.flush(session)
+    metrics.REFUNDS.labels("succeeded").inc()
     await outbox.record(
         session,
         EventType.REFUND_SUCCEEDED,
@@ -191,6 +193,7 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
         now = datetime.now(UTC)
         refund.updated_at = now
         if made is None:
+            metrics.REFUNDS.labels("failed").inc()
             refund.status = "failed"
             refund.failure_message = outcome
             order.amount_refunded -= refund.amount
@@ -202,6 +205,7 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
                 refund.status = "succeeded"
                 await tell(session, refund, now)
             elif made.status in ("failed", "canceled"):
+                metrics.REFUNDS.labels("failed").inc()
                 refund.status = "failed"
                 order.amount_refunded -= refund.amount
                 order.updated_at = now

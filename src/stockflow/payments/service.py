@@ -19,6 +19,7 @@ from stockflow.errors import NotFound, PaymentExceedsAmountDue, PaymentProviderM
 from stockflow.events import outbox
 from stockflow.events.types import EventType
 from stockflow.ids import new_id
+from stockflow.observability import metrics
 from stockflow.orders import repository as orders_repository
 from stockflow.orders.service import promises_for, to_read
 from stockflow.orders.states import OrderEvent, OrderStatus, next_status
@@ -67,6 +68,7 @@ async def take_payment(
     if confirmed:
         order.status = next_status(status, OrderEvent.PAYMENT_SUCCEEDED).value
     await orders_repository.flush(session)
+    metrics.PAYMENTS.labels(payment.provider, "succeeded").inc()
     await outbox.record(
         session,
         EventType.PAYMENT_SUCCEEDED,

@@ -30,6 +30,7 @@ from stockflow.errors import InvalidStripeSignature
 from stockflow.events import outbox
 from stockflow.events.types import EventType
 from stockflow.ids import new_id
+from stockflow.observability import metrics
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders_repository
 from stockflow.orders.states import OrderStatus
@@ -101,6 +102,7 @@ async def apply_intent(session: AsyncSession, order: Order, intent: Intent, now:
     if state == "failed":
         payment.failure_message = intent.failure_message
         await orders_repository.flush(session)
+        metrics.PAYMENTS.labels(payment.provider, "failed").inc()
         await outbox.record(
             session,
             EventType.PAYMENT_FAILED,

@@ -19,6 +19,7 @@ from stockflow.errors import InvalidRequest, ServiceUnavailable
 from stockflow.events.types import EventType
 from stockflow.inventory import backlog
 from stockflow.inventory import repository as inventory
+from stockflow.observability import metrics
 from stockflow.observability.logging import get_logger
 from stockflow.orders import repository as orders
 from stockflow.orders import rules
@@ -246,4 +247,7 @@ async def receive(
         receipt={"lines": received, "note": data.note, "received_at": now},
     )
     await po_service.record(session, actor, "purchase_order.received", before, read)
+    metrics.RECEIPTS.inc()
+    metrics.UNITS_RECEIVED.inc(sum(line.quantity for line in received))
+    metrics.UNITS_RESERVED.inc(sum(allocation.units for allocation in allocations))
     return ReceiptRead(purchase_order=read, received=received, allocations=allocations)

@@ -144,6 +144,7 @@ class Job:
     event_type: str
     event_created_at: datetime
     data: str
+    trace_context: str | None = None
     url: str | None = None
     secret: str | None = None
     previous_secret: str | None = None
@@ -259,6 +260,7 @@ def _job(
         event_type=event.type,
         event_created_at=event.created_at,
         data=event.data,
+        trace_context=event.trace_context,
     )
     if endpoint is not None:
         return replace(

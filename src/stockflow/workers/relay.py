@@ -30,6 +30,7 @@ from stockflow.db.engine import Database
 from stockflow.events import messages
 from stockflow.events.types import EventType, wants
 from stockflow.ids import new_id
+from stockflow.observability import metrics, tracing
 from stockflow.observability.logging import get_logger
 from stockflow.orders import readiness
 from stockflow.webhooks import relay_queries as queries
@@ -44,6 +45,14 @@ _SUPPLIER_TYPES = (EventType.PURCHASE_ORDER_SUBMITTED,)
 _ADDRESSED_TYPES = (*_SUPPLIER_TYPES, *_CUSTOMER_NOTICES)
 
 Clock = Callable[[], datetime]
+
+# Verdicts as the deliveries metric counts them: a receiver that is gone ends the delivery.
+_OUTCOMES = {
+    schedule.Verdict.DELIVERED: "delivered",
+    schedule.Verdict.RETRY: "retrying",
+    schedule.Verdict.DEAD: "dead",
+    schedule.Verdict.ENDPOINT_GONE: "dead",
+}
 
 
 def system_clock() -> datetime:
@@ -249,7 +258,25 @@ class Relay:
         return Reply(250, None, None, int((time.monotonic() - started) * 1000))
 
     async def deliver(self, job: Job) -> schedule.Verdict:
-        """Send one claimed delivery and write what came of it."""
+        """Send one claimed delivery and write what came of it, in a span that continues
+        the trace of the request that wrote the event."""
+        with tracing.continued(
+            f"deliver_{job.target_type}",
+            job.trace_context,
+            {
+                "stockflow.delivery_id": job.delivery_id,
+                "stockflow.event_id": job.event_id,
+                "stockflow.event_type": job.event_type,
+                "stockflow.target_id": job.target_id,
+                "stockflow.attempt": job.attempts + 1,
+            },
+        ) as span:
+            verdict = await self._deliver(job)
+            if verdict is not schedule.Verdict.DELIVERED:
+                tracing.failed(span, f"delivery {verdict.value}")
+            return verdict
+
+    async def _deliver(self, job: Job) -> schedule.Verdict:
         now = self._clock()
         try:
             reply = await self._send(job, now)
@@ -315,6 +342,8 @@ class Relay:
             verdict=outcome.verdict.value,
             lease_kept=ours,
         )
+        if ours:
+            metrics.DELIVERIES.labels(job.target_type, _OUTCOMES[outcome.verdict]).inc()
         if outcome.verdict is schedule.Verdict.DEAD:
             log.warning(
                 "webhook_delivery_dead", delivery_id=job.delivery_id, endpoint_id=job.target_id

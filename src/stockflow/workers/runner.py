@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from stockflow.adapters.mail import SmtpMailer, SmtpSettings
 from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
+from stockflow.ids import new_id
+from stockflow.observability import metrics
+from stockflow.observability import repository as observed
 from stockflow.observability.logging import get_logger
 from stockflow.payments import expiry, refunds, stripe_events
 from stockflow.payments.checkout import build_gateway, payment_lease
@@ -73,14 +80,53 @@ async def _every(
     name: str, job: Callable[[], Awaitable[object]], *, interval: float, stop: asyncio.Event
 ) -> None:
     """Run ``job`` every ``interval`` seconds until ``stop``; a job in hand is finished."""
+    duration = metrics.JOB_DURATION.labels(name)
+    failures = metrics.JOB_FAILURES.labels(name)
     while not stop.is_set():
+        began = time.perf_counter()
         try:
             await job()
         except Exception:
             # A failed round (database restarting, say) is retried at the next interval.
+            failures.inc()
             log.warning("background_job_failed", job=name, exc_info=True)
+        duration.observe(time.perf_counter() - began)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+
+
+# A worker silent this long is gone for good: its heartbeat row is removed.
+_FORGET_AFTER = timedelta(days=1)
+
+
+class Heartbeat:
+    """This worker's row in ``worker_heartbeats``, refreshed every interval: how the API
+    knows background work is being done (``/readyz``, ``/metrics``, the worker-down
+    alert)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.worker_id = new_id("wkr")
+        self._started_at = datetime.now(UTC)
+        self._hostname = socket.gethostname()[:255]
+
+    async def beat(self) -> None:
+        now = datetime.now(UTC)
+        async with self._database.transaction() as session:
+            await observed.beat(
+                session,
+                worker_id=self.worker_id,
+                hostname=self._hostname,
+                pid=os.getpid(),
+                started_at=self._started_at,
+                now=now,
+            )
+            await observed.forget_heartbeats(session, older_than=now - _FORGET_AFTER)
+        metrics.WORKER_HEARTBEATS.inc()
+
+    async def stop(self) -> None:
+        async with self._database.transaction() as session:
+            await observed.forget_heartbeats(session, worker_id=self.worker_id)
 
 
 class Worker:
@@ -88,11 +134,18 @@ class Worker:
         self._settings = settings
         self._database = database
         self.relay = relay
+        self.heartbeat = Heartbeat(database)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then let every job finish what it holds, and return."""
         settings, database = self._settings, self._database
         jobs = [
+            _every(
+                "heartbeat",
+                self.heartbeat.beat,
+                interval=settings.worker_heartbeat_seconds,
+                stop=stop,
+            ),
             self.relay.run(stop),
             _every(
                 "maintenance",
@@ -159,4 +212,7 @@ class Worker:
         finally:
             if gateway is not None:
                 await gateway.aclose()
+            with contextlib.suppress(Exception):
+                # Otherwise its row ages out: an orderly stop is not a dead worker.
+                await self.heartbeat.stop()
             log.info("worker_stopped")

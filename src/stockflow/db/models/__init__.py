@@ -11,6 +11,7 @@ from stockflow.db.models.events import (
     InboxMessage,
     ReadinessCheck,
     WebhookEndpoint,
+    WorkerHeartbeat,
 )
 from stockflow.db.models.idempotency import IdempotencyRecord
 from stockflow.db.models.inventory import Location, StockLevel, StockMovement
@@ -48,4 +49,5 @@ __all__ = [
     "Supplier",
     "SupplierProduct",
     "WebhookEndpoint",
+    "WorkerHeartbeat",
 ]

@@ -55,6 +55,9 @@ class Event(Base):
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The W3C ``traceparent`` of the request that wrote the event, when tracing is on: the
+    # worker that delivers it continues that trace.
+    trace_context: Mapped[str | None] = mapped_column(String(60))
 
 
 class WebhookEndpoint(Base):
@@ -108,6 +111,13 @@ class Delivery(Base):
         Index("ix_deliveries_target_object_seq", "target_id", "object_id", "event_seq"),
         Index("ix_deliveries_target_id_id", "target_id", "id"),
         Index("ix_deliveries_event_id", "event_id"),
+        # Dead letters, counted at every metrics scrape.
+        Index(
+            "ix_deliveries_dead",
+            "target_type",
+            postgresql_where=text("status = 'dead'"),
+            sqlite_where=text("status = 'dead'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -180,3 +190,16 @@ class InboxMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerHeartbeat(Base):
+    """One row per running worker, refreshed every few seconds: how the API (``/readyz``,
+    ``/metrics``) knows whether background work is being done at all."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,445 @@
+"""Metrics, traces and logs, observed from outside: what `/metrics` shows after a scripted
+workload, the trace of one order into the worker's delivery, and what the logs never hold."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from stockflow.adapters.webhook_http import HttpWebhookSender
+from stockflow.app import create_app
+from stockflow.config import Settings
+from stockflow.db.engine import Database
+from stockflow.observability import tracing
+from stockflow.webhooks.secrets import SecretBox
+from stockflow.workers.relay import Relay, RelaySettings
+from stockflow.workers.runner import Heartbeat
+from tests.backorders import adjust, backorder_product, purchase_orders, receive
+from tests.conftest import Keys, offline_resolver
+from tests.receiver import Answer, Received, running_receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: httpx.AsyncClient) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def grew(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def relay_for(settings: Settings, database: Database) -> Relay:
+    return Relay(
+        database,
+        HttpWebhookSender(timeout_seconds=5, allow_private=True),
+        SecretBox(settings.secret_key.get_secret_value()),
+        settings=RelaySettings(lease_seconds=30),
+        jitter=lambda: 1.0,
+    )
+
+
+async def product(
+    client: httpx.AsyncClient, keys: Keys, sku: str, stock: int, **fields: Any
+) -> None:
+    response = await client.post(
+        "/v1/products",
+        json={"sku": sku, "name": sku, "unit_price": 1000, "currency": "EUR", **fields},
+        headers=keys.staff,
+    )
+    assert response.status_code == 201, response.text
+    await adjust(client, keys, sku, stock)
+
+
+async def order(client: httpx.AsyncClient, keys: Keys, lines: dict[str, int]) -> httpx.Response:
+    return await client.post(
+        "/v1/orders",
+        json={
+            "customer_id": keys.customer_id,
+            "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines.items()],
+        },
+        headers=keys.staff,
+    )
+
+
+async def failing(_: Received) -> Answer:
+    return 500, {}
+
+
+async def test_metrics_count_a_scripted_workload(
+    dev_app: FastAPI, client: httpx.AsyncClient, keys: Keys, settings: Settings, database: Database
+) -> None:
+    async with running_receiver(failing) as receiver:
+        response = await client.post(
+            "/v1/webhook-endpoints",
+            json={"url": receiver.url, "events": ["order.created"]},
+            headers=keys.admin,
+        )
+        assert response.status_code == 201, response.text
+        await product(client, keys, "MUG-REJECT", stock=5, low_stock_threshold=4)
+        await backorder_product(client, keys, "MUG-BACK", stock=1)
+        before = await scrape(client)
+
+        accepted = await order(client, keys, {"MUG-REJECT": 2})
+        backordered = await order(client, keys, {"MUG-BACK": 3})
+        rejected = await order(client, keys, {"MUG-REJECT": 100})
+        invalid = await order(client, keys, {"NO-SUCH-SKU": 1})
+        statuses = [r.status_code for r in (accepted, backordered, rejected, invalid)]
+        assert statuses == [201, 201, 409, 422]
+
+        waiting = await scrape(client)
+        placed = "stockflow_orders_placed_total"
+        for outcome in ("accepted", "backordered", "rejected_insufficient_stock", "invalid"):
+            assert grew(before, waiting, placed, outcome=outcome) == 1, outcome
+        # 2 of the reject product, and the 1 unit there was of the backorder product.
+        assert grew(before, waiting, "stockflow_units_reserved_total") == 3
+        assert grew(before, waiting, "stockflow_stock_outs_total") == 1
+        assert value(waiting, "stockflow_backorders_open") == 1
+        assert value(waiting, "stockflow_backordered_units") == 2
+        assert value(waiting, "stockflow_products_out_of_stock") == 1
+        assert value(before, "stockflow_products_low_stock") == 0
+        assert value(waiting, "stockflow_products_low_stock") == 1  # 3 left, threshold 4
+        assert value(waiting, "stockflow_purchase_orders", state="submitted") == 1
+        assert value(waiting, "stockflow_outbox_pending_events") >= 2
+        assert value(waiting, "stockflow_state_up") == 1
+        http = "stockflow_http_requests_total"
+        route = {"method": "POST", "route": "/v1/orders"}
+        assert grew(before, waiting, http, **route, status_class="2xx") == 2
+        assert grew(before, waiting, http, **route, status_class="4xx") == 2
+        latency = "stockflow_http_request_duration_seconds_count"
+        assert grew(before, waiting, latency, **route) == 4
+        statements = "stockflow_db_statements_per_request_sum"
+        assert grew(before, waiting, statements, **route) >= 4
+
+        (po,) = await purchase_orders(client, keys)
+        await receive(client, keys, po["id"], {"MUG-BACK": po["lines"][0]["quantity"]})
+        relay = relay_for(settings, database)
+        try:
+            attempted = await relay.run_once()
+        finally:
+            await relay.aclose()
+        assert attempted == 2  # order.created of the two orders placed
+        assert len(receiver.received) == 2
+
+    after = await scrape(client)
+    assert grew(before, after, "stockflow_receipts_total") == 1
+    assert grew(before, after, "stockflow_units_received_total") == po["lines"][0]["quantity"]
+    # The receipt filled the 2 backordered units.
+    assert grew(waiting, after, "stockflow_units_reserved_total") == 2
+    assert value(after, "stockflow_backorders_open") == 0
+    assert value(after, "stockflow_backordered_units") == 0
+    assert value(after, "stockflow_purchase_orders", state="received") == 1
+    deliveries = "stockflow_deliveries_total"
+    assert grew(before, after, deliveries, target_type="webhook", outcome="retrying") == 2
+    assert grew(before, after, deliveries, target_type="webhook", outcome="delivered") == 0
+    assert value(after, "stockflow_deliveries_pending", target_type="webhook") == 2
+    assert value(after, "stockflow_outbox_pending_events") == 0
+    assert value(after, "stockflow_outbox_oldest_age_seconds") == 0
+    assert value(after, "stockflow_dead_letters", target_type="webhook") == 0
+
+
+async def test_payments_and_refunds_are_counted(
+    app: FastAPI, client: httpx.AsyncClient, keys: Keys, settings: Settings
+) -> None:
+    app.state.settings = settings.model_copy(update={"payments": "manual"})
+    await product(client, keys, "MUG-PAID", stock=5)
+    before = await scrape(client)
+    placed = await order(client, keys, {"MUG-PAID": 1})
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["id"]
+    unpaid = await scrape(client)
+    paid = await client.post(
+        f"/v1/orders/{order_id}/payments",
+        json={"amount": placed.json()["total"], "reference": "bank transfer 1"},
+        headers=keys.staff,
+    )
+    assert paid.status_code == 201, paid.text
+    awaiting = await scrape(client)
+    refunded = await client.post(
+        f"/v1/orders/{order_id}/refunds",
+        json={"amount": 100, "reason": "chipped"},
+        headers=keys.staff,
+    )
+    assert refunded.status_code == 201, refunded.text
+    after = await scrape(client)
+    payments = "stockflow_payments_total"
+    assert grew(before, after, payments, provider="manual", outcome="succeeded") == 1
+    assert grew(before, after, "stockflow_refunds_total", outcome="succeeded") == 1
+    assert value(unpaid, "stockflow_orders_awaiting_payment") == 1
+    assert value(awaiting, "stockflow_orders_awaiting_payment") == 0
+
+
+async def test_metrics_can_require_a_token(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app.state.settings = settings.model_copy(update={"metrics_token": SecretStr("scrape-me-123")})
+    refused = await client.get("/metrics")
+    wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-123"})
+    assert (refused.status_code, wrong.status_code, allowed.status_code) == (401, 401, 200)
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "stockflow_http_requests_total" in allowed.text
+
+
+async def test_readiness_reports_the_worker_heartbeat_and_outbox_lag(
+    client: httpx.AsyncClient, keys: Keys, database: Database
+) -> None:
+    quiet = (await client.get("/readyz")).json()
+    assert quiet["worker_heartbeat_age_seconds"] is None
+    assert (quiet["workers_alive"], quiet["outbox_lag_seconds"]) == (0, 0)
+
+    heartbeat = Heartbeat(database)
+    await heartbeat.beat()
+    await product(client, keys, "MUG-READY", stock=3)
+    await order(client, keys, {"MUG-READY": 1})
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert 0 <= body["worker_heartbeat_age_seconds"] < 60
+    assert body["workers_alive"] == 1
+    assert body["outbox_lag_seconds"] > 0
+    samples = await scrape(client)
+    assert 0 <= value(samples, "stockflow_worker_heartbeat_age_seconds") < 60
+    assert value(samples, "stockflow_workers_alive") == 1
+
+    await heartbeat.stop()
+    assert (await client.get("/readyz")).json()["workers_alive"] == 0
+
+
+# --- operations as code ---------------------------------------------------------------
+
+OPS = ROOT / "ops"
+_METRIC_NAME = re.compile(r"\bstockflow_[a-z0-9_]+")
+
+
+def _names_in_ops() -> set[str]:
+    names: set[str] = set()
+    for path in [*OPS.rglob("*.yml"), *OPS.rglob("*.json")]:
+        names |= set(_METRIC_NAME.findall(path.read_text()))
+    return names
+
+
+def _exposed(samples: Samples, text: str) -> set[str]:
+    """Every series name the exposition can carry, including those of labelled metrics
+    that have no sample yet (their HELP and TYPE lines are there)."""
+    names = {name for name, _labels in samples}
+    for family in text_string_to_metric_families(text):
+        if family.type == "counter":
+            names |= {family.name + "_total"}
+        elif family.type == "histogram":
+            names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+async def test_every_metric_in_the_alerts_and_dashboard_exists(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    await Heartbeat(database).beat()
+    response = await client.get("/metrics")
+    exposed = _exposed(await scrape(client), response.text)
+    used = _names_in_ops()
+    assert len(used) > 20
+    assert sorted(used - exposed) == []
+
+
+def test_the_dashboard_is_grafana_json_with_panels() -> None:
+    dashboard = json.loads((OPS / "grafana" / "stockflow-dashboard.json").read_text())
+    assert dashboard["title"]
+    queried = [panel for panel in dashboard["panels"] if panel.get("targets")]
+    assert len(queried) >= 10
+    for panel in queried:
+        exprs = [target["expr"] for target in panel["targets"]]
+        assert any(_METRIC_NAME.search(e) or "stockflow:" in e for e in exprs), panel["title"]
+
+
+def test_every_alert_has_a_runbook_that_exists() -> None:
+    rules = (OPS / "prometheus" / "stockflow-alerts.yml").read_text()
+    alerts = re.findall(r"^\s*- alert:\s*(\S+)", rules, re.MULTILINE)
+    runbooks = re.findall(r"runbook_url:\s*\"?([^\s\"]+)", rules)
+    assert len(alerts) >= 9
+    assert len(runbooks) == len(alerts)
+    for runbook in runbooks:
+        assert (ROOT / runbook).is_file(), runbook
+
+
+# --- tracing --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def traced(
+    settings: Settings, database: Database
+) -> AsyncIterator[tuple[FastAPI, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(settings, database=database, tracer_provider=provider)
+    app.state.webhooks = replace(app.state.webhooks, resolver=offline_resolver, allow_private=True)
+    try:
+        yield app, exporter
+    finally:
+        tracing.uninstrument()
+
+
+@contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the application logs, as it renders it."""
+    captured = io.StringIO()
+    original = sys.stderr
+    sys.stderr = captured
+    try:
+        yield captured
+    finally:
+        sys.stderr = original
+        structlog.reset_defaults()
+
+
+def _by_trace(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
+    return [span for span in spans if span.context.trace_id == trace_id]
+
+
+async def test_one_order_is_one_trace_from_the_request_to_the_webhook_delivery(
+    traced: tuple[FastAPI, InMemorySpanExporter],
+    keys: Keys,
+    settings: Settings,
+    database: Database,
+) -> None:
+    app, exporter = traced
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        running_receiver() as receiver,
+        httpx.AsyncClient(transport=transport, base_url="http://stockflow.test") as client,
+    ):
+        response = await client.post(
+            "/v1/webhook-endpoints",
+            json={"url": receiver.url, "events": ["order.created"]},
+            headers=keys.admin,
+        )
+        assert response.status_code == 201, response.text
+        await product(client, keys, "MUG-TRACE", stock=5)
+        exporter.clear()
+        with captured_logs() as logs:
+            placed = await order(client, keys, {"MUG-TRACE": 1})
+        assert placed.status_code == 201, placed.text
+        relay = relay_for(settings, database)
+        try:
+            assert await relay.run_once() == 1
+        finally:
+            await relay.aclose()
+        await app.state.key_usage.drain()
+
+    spans = list(exporter.get_finished_spans())
+    (server,) = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert server.name == "POST /v1/orders"
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/v1/orders"
+    trace_id = server.context.trace_id
+    in_trace = _by_trace(spans, trace_id)
+    names = {span.name for span in in_trace}
+    assert {"place_order", "reserve_stock"} <= names
+    sql = [s for s in in_trace if s.attributes and "db.statement" in s.attributes]
+    assert sql, names
+    (delivery,) = [s for s in spans if s.name == "deliver_webhook"]
+    assert delivery.context.trace_id == trace_id
+    # The delivery hangs under the request, and its HTTP call under the delivery.
+    assert delivery.parent is not None
+    assert delivery.parent.span_id in {span.context.span_id for span in in_trace}
+    outgoing = [
+        s
+        for s in spans
+        if s.kind is SpanKind.CLIENT
+        and s.parent is not None
+        and s.parent.span_id == delivery.context.span_id
+    ]
+    assert outgoing, [s.name for s in spans]
+
+    access = [line for line in logs.getvalue().splitlines() if "request" in line]
+    assert any(format(trace_id, "032x") in line for line in access), logs.getvalue()
+
+
+async def test_no_secret_or_e_mail_address_reaches_the_logs(
+    dev_app: FastAPI,
+    client: httpx.AsyncClient,
+    keys: Keys,
+    settings: Settings,
+    database: Database,
+) -> None:
+    secrets: list[str] = [
+        header["Authorization"].removeprefix("Bearer ")
+        for header in (keys.admin, keys.staff, keys.service, keys.customer)
+    ]
+    emails = ["ann.lee@shop.example", "orders+vip@example.com"]
+    with captured_logs() as logs:
+        # Every line of this workload is rendered by the application's own configuration.
+        from stockflow.observability.logging import configure_logging, get_logger
+
+        configure_logging(settings)
+        for email in emails:
+            created = await client.post(
+                "/v1/customers", json={"name": "Ann", "email": email}, headers=keys.staff
+            )
+            assert created.status_code == 201, created.text
+        key = await client.post(
+            "/v1/api-keys", json={"name": "new", "role": "staff"}, headers=keys.admin
+        )
+        assert key.status_code == 201, key.text
+        secrets.append(key.json()["key"])
+        async with running_receiver(failing) as receiver:
+            endpoint = await client.post(
+                "/v1/webhook-endpoints", json={"url": receiver.url}, headers=keys.admin
+            )
+            assert endpoint.status_code == 201, endpoint.text
+            secrets.append(endpoint.json()["secret"])
+            await product(client, keys, "MUG-LOGS", stock=2)
+            await order(client, keys, {"MUG-LOGS": 1})
+            await order(client, keys, {"MUG-LOGS": 50})
+            relay = relay_for(settings, database)
+            try:
+                await relay.run_once()
+            finally:
+                await relay.aclose()
+        # A caller sending a key where it does not belong, and a line that names them all.
+        await client.get("/v1/orders", headers={"Authorization": f"Bearer {secrets[0]}x"})
+        get_logger("stockflow.test").warning(
+            "careless", note=f"for {emails[0]} with {secrets[-1]}", api_key=secrets[0]
+        )
+        await dev_app.state.key_usage.drain()
+    text = logs.getvalue()
+    assert "careless" in text
+    assert "request" in text
+    for secret in secrets:
+        assert secret not in text
+    for email in emails:
+        assert email not in text
+    assert "@" not in text.replace("[email]", "")
