@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockflow.api.problems import internal_error_response, problem_response
 from stockflow.observability import metrics
-from stockflow.observability.logging import get_logger, request_id_var
+from stockflow.observability.logging import get_logger, info_enabled, request_id_var
 
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Probes and scrapes come every few seconds: counted, but not logged.
@@ -103,7 +103,7 @@ class RequestContextMiddleware:
         metrics.observe_request(
             method=method, route=route, status=status, seconds=seconds, statements=statements
         )
-        if scope["path"] not in _QUIET_PATHS:
+        if info_enabled() and scope["path"] not in _QUIET_PATHS:
             access.info(
                 "request",
                 method=method,
