@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+# In multi-process mode the metrics below write to files in that directory as they are
+# defined: a directory named but not yet made would stop the import itself.
+if os.environ.get(MULTIPROCESS_ENV):
+    os.makedirs(os.environ[MULTIPROCESS_ENV], exist_ok=True)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 

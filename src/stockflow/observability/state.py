@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from stockflow.observability import repository
+from stockflow.purchasing.states import PurchaseOrderStatus
 
 if TYPE_CHECKING:
     from stockflow.db.engine import Database
@@ -32,14 +33,7 @@ class StateSnapshot:
     workers_alive: int = 0
 
 
-PURCHASE_ORDER_STATES = (
-    "draft",
-    "submitted",
-    "acknowledged",
-    "partially_received",
-    "received",
-    "cancelled",
-)
+PURCHASE_ORDER_STATES = tuple(status.value for status in PurchaseOrderStatus)
 TARGET_TYPES = ("webhook", "supplier", "email")
 
 

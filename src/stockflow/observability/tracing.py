@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -96,17 +97,34 @@ def continued(
     kind: SpanKind = SpanKind.CONSUMER,
 ) -> Iterator[Span | None]:
     """A span continuing the trace whose ``traceparent`` was stored with the work (an
-    event's), or a new trace when there is none."""
+    event's), or a new trace when there is none. It starts from a fresh context, so what
+    runs inside is traced even within `quiet`."""
     if _tracer is None:
         yield None
         return
-    parent: Context | None = (
-        propagate.extract({"traceparent": traceparent}) if traceparent else None
+    parent = (
+        propagate.extract({"traceparent": traceparent}, context=Context())
+        if traceparent
+        else Context()
     )
-    with _tracer.start_as_current_span(
-        name, context=parent, kind=kind, attributes=attributes
-    ) as current:
-        yield current
+    # Current while the span is: a span made current is put in the *current* context.
+    token = otel_context.attach(parent)
+    try:
+        with _tracer.start_as_current_span(name, kind=kind, attributes=attributes) as current:
+            yield current
+    finally:
+        otel_context.detach(token)
+
+
+def quiet() -> AbstractContextManager[Any]:
+    """No instrumentation spans for what runs inside (a worker's polling every half
+    second would otherwise be a trace of its own each time); Stockflow's own spans, and
+    whatever runs inside `continued`, are still traced."""
+    if _tracer is None:
+        return _NO_SPAN
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
 
 
 def failed(current: Span | None, description: str) -> None:

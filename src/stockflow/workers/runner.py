@@ -21,7 +21,7 @@ from stockflow.adapters.webhook_http import HttpWebhookSender, WebhookSender
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.ids import new_id
-from stockflow.observability import metrics
+from stockflow.observability import metrics, tracing
 from stockflow.observability import repository as observed
 from stockflow.observability.logging import get_logger
 from stockflow.payments import expiry, refunds, stripe_events
@@ -138,6 +138,10 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then let every job finish what it holds, and return."""
+        with tracing.quiet():
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         settings, database = self._settings, self._database
         jobs = [
             _every(
