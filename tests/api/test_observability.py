@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -28,7 +29,7 @@ from stockflow.adapters.webhook_http import HttpWebhookSender
 from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
-from stockflow.observability import tracing
+from stockflow.observability import metrics, tracing
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers.relay import Relay, RelaySettings
 from stockflow.workers.runner import Heartbeat
@@ -453,3 +454,22 @@ async def test_no_secret_or_e_mail_address_reaches_the_logs(
     for email in emails:
         assert email not in text
     assert "@" not in text.replace("[email]", "")
+
+
+async def test_counts_made_in_a_transaction_wait_for_its_commit(database: Database) -> None:
+    def receipts() -> float:
+        return REGISTRY.get_sample_value("stockflow_receipts_total") or 0.0
+
+    async def rolled_back() -> None:
+        async with database.transaction() as session:
+            metrics.count_on_commit(session, metrics.RECEIPTS, 2)
+            raise RuntimeError("rolled back")
+
+    start = receipts()
+    with pytest.raises(RuntimeError):
+        await rolled_back()
+    assert receipts() == start
+    async with database.transaction() as session:
+        metrics.count_on_commit(session, metrics.RECEIPTS, 2)
+        assert receipts() == start
+    assert receipts() == start + 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from stockflow.api.middleware import route_template
+from stockflow.config import Settings
 from stockflow.observability import metrics, tracing
-from stockflow.observability.logging import REDACTED, redact
+from stockflow.observability.logging import REDACTED, configure_logging, redact
 
 
 def _line(**fields: object) -> dict[str, object]:
@@ -97,3 +100,34 @@ def test_the_route_label_is_the_full_template(path: str, declared: str, template
 
 def test_a_path_no_route_matched_has_one_label() -> None:
     assert route_template({"path": "/v1/nothing/here/123"}) == metrics.UNMATCHED_ROUTE
+
+
+@pytest.mark.parametrize("email", ["ann@exämple.com", "jörg@example.de", "李@例え.jp"])
+def test_international_addresses_are_removed_too(email: str) -> None:
+    line = _line(event="mail_failed", error=f"recipient {email} refused")
+    assert line["error"] == "recipient [email] refused"
+
+
+def test_standard_library_lines_pass_the_same_redaction(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(Settings(log_level="info"))
+    try:
+        raise ValueError("key sf_0123456789abcdefghijABCDEF rejected for bob@example.org")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    logging.getLogger("sqlalchemy.engine").info("params ('ann@example.com', 'whsec_abcdefghijkl')")
+    written = capsys.readouterr().err
+    assert "Exception in ASGI application" in written
+    assert "ValueError: key [redacted] rejected for [email]" in written
+    for secret in ("sf_0123456789", "bob@example.org", "ann@example.com", "whsec_abcdefghijkl"):
+        assert secret not in written
+
+
+def test_an_otlp_protocol_other_than_http_is_refused_at_start() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+    with pytest.raises(ValueError, match="not supported"):
+        tracing.provider_from_environment(environ)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,9 @@ from stockflow.observability.logging import get_logger
 from stockflow.observability.state import StateSnapshot, read_state
 
 router = APIRouter(tags=["Health"])
+# Reading shared state for /readyz and /metrics waits at most this long (a pool worn out by
+# load must not make the scrape time out and lose the counters with it).
+STATE_TIMEOUT_SECONDS = 3.0
 log = get_logger(__name__)
 
 
@@ -97,9 +101,20 @@ async def readyz(request: Request) -> Readiness:
     settings: Settings = request.app.state.settings
     now = datetime.now(UTC)
     alive_since = now - timedelta(seconds=3 * settings.worker_heartbeat_seconds)
-    async with database.transaction(write=False) as session:
-        last_beat, alive = await observed.heartbeats(session, alive_since=alive_since)
-        _count, oldest = await observed.undispatched_events(session)
+    last_beat: datetime | None = None
+    oldest: datetime | None = None
+    alive = 0
+    try:
+        # Shared state, reported for a person looking: however it fails, the instance
+        # stays ready.
+        async with (
+            asyncio.timeout(STATE_TIMEOUT_SECONDS),
+            database.transaction(write=False) as session,
+        ):
+            last_beat, alive = await observed.heartbeats(session, alive_since=alive_since)
+            oldest = await observed.oldest_undispatched(session)
+    except Exception as exc:
+        log.warning("readiness_state_unavailable", error=type(exc).__name__)
     return Readiness(
         status="ok",
         database=database.dialect,
@@ -151,7 +166,10 @@ async def prometheus_metrics(request: Request) -> Response:
     sample_pool(database)
     snapshot: StateSnapshot | None
     try:
-        snapshot = await read_state(database, heartbeat_interval=settings.worker_heartbeat_seconds)
+        async with asyncio.timeout(STATE_TIMEOUT_SECONDS):
+            snapshot = await read_state(
+                database, heartbeat_interval=settings.worker_heartbeat_seconds
+            )
     except Exception as exc:
         # The counters are still worth having while the database is away.
         log.warning("metrics_state_unavailable", error=type(exc).__name__)

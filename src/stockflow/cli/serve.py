@@ -14,6 +14,7 @@ import uvicorn
 
 from stockflow.cli._common import console, load_settings
 from stockflow.db import migrate
+from stockflow.observability.logging import configure_logging
 from stockflow.observability.metrics import MULTIPROCESS_ENV
 
 
@@ -47,10 +48,11 @@ def serve(
         seed_demo(settings)
     # A directory made for this run is removed after it; an operator's is left in place.
     created = None
-    if workers > 1:
+    if workers > 1 or os.environ.get(MULTIPROCESS_ENV):
         ours = not os.environ.get(MULTIPROCESS_ENV)
         directory = prepare_metrics_directory()
         created = directory if ours else None
+    configure_logging(settings)
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"Stockflow on [bold]{base}[/bold]  API docs: [bold]{base}/docs[/bold]")
     try:
@@ -61,6 +63,8 @@ def serve(
             port=settings.port,
             workers=workers,
             log_level=settings.log_level,
+            # Its lines go through Stockflow's logging (JSON in production, redacted).
+            log_config=None,
             access_log=False,
             server_header=False,
         )

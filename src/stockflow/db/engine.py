@@ -114,8 +114,14 @@ class Database:
                 yield session
             return
         maker = self._write if write else self._read
-        async with maker() as session, session.begin():
-            yield session
+        async with maker() as session:
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                metrics.discarded(session)
+                raise
+            metrics.committed(session)
 
     @asynccontextmanager
     async def _postgresql_transaction(self) -> AsyncIterator[AsyncSession]:
@@ -137,10 +143,15 @@ class Database:
             session = AsyncSession(bind=connection, expire_on_commit=False)
             attach(session, request_connection)
             try:
-                yield session
-                if session.in_transaction():
-                    await session.commit()
-                await request_connection.commit()
+                try:
+                    yield session
+                    if session.in_transaction():
+                        await session.commit()
+                    await request_connection.commit()
+                except BaseException:
+                    metrics.discarded(session)
+                    raise
+                metrics.committed(session)
             finally:
                 if session.in_transaction() or session.sync_session.identity_map:
                     await session.close()

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.inventory.queue import allocate_oldest_first, expected_arrival, promise_dates
+from stockflow.observability import metrics
 from stockflow.orders import repository as orders
 from stockflow.orders.repository import StockChange
 from stockflow.purchasing import po_repository
@@ -75,6 +76,7 @@ async def serve(
         )
     await orders.add_movements(session, movements)
     await po_repository.add_backlog(session, product_id=stock.product_id, units=-total)
+    metrics.count_on_commit(session, metrics.UNITS_RESERVED, total)
     # Whether an order now waits for nothing is decided later, with its row locked
     # (`stockflow.orders.readiness`): an insert here takes no lock another waits on.
     await orders.add_readiness_checks(

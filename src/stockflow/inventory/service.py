@@ -26,6 +26,7 @@ from stockflow.inventory.schemas import (
     LocationStock,
     MovementRead,
 )
+from stockflow.observability import metrics
 from stockflow.orders.repository import StockChange
 from stockflow.purchasing import po_repository
 
@@ -81,7 +82,10 @@ async def tell_if_low(
     now: datetime,
 ) -> None:
     """Write ``stock.low`` if this change took the product's available stock (at the
-    default location) to its threshold or below. Callers hold the stock row's lock."""
+    default location) to its threshold or below, and count a stock-out if it took it to
+    zero. Callers hold the stock row's lock."""
+    if available_before > 0 >= available_after:
+        metrics.count_on_commit(session, metrics.STOCK_OUTS)
     if not falls_low(threshold=threshold, before=available_before, after=available_after):
         return
     await outbox.record(

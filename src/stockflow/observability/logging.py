@@ -38,7 +38,9 @@ _SECRET_VALUE = re.compile(
     r"|\bBearer\s+[^\s\"',]+",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Any address an e-mail field accepts, international ones included: a run of characters
+# that are not space or punctuation around an "@", with a dot after it.
+_EMAIL = re.compile(r"""[^\s<>()\[\]{},;:"'@]+@[^\s<>()\[\]{},;:"'@]+\.[^\s<>()\[\]{},;:"'@]+""")
 
 
 # Every secret pattern above contains one of these (lower-cased): most strings contain
@@ -107,6 +109,45 @@ def info_enabled() -> bool:
     return _info_enabled
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, like the structlog side."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _route_standard_logging(
+    level: int, shared: list[structlog.types.Processor], renderer: structlog.types.Processor
+) -> None:
+    """Lines from the standard library's logging (uvicorn, SQLAlchemy, asyncio, the
+    OpenTelemetry exporter) are rendered by the same chain, redaction included."""
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def configure_logging(settings: Settings) -> None:
     global _info_enabled
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
@@ -116,12 +157,16 @@ def configure_logging(settings: Settings) -> None:
         if settings.environment is Environment.PRODUCTION
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_request_id,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    _route_standard_logging(level, shared, renderer)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            _add_request_id,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             redact,
             renderer,

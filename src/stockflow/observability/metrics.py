@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     REGISTRY,
@@ -88,7 +89,8 @@ UNITS_RECEIVED = Counter(
 )
 STOCK_OUTS = Counter(
     "stockflow_stock_outs_total",
-    "Times an order took a product's available stock at the default location to zero.",
+    "Times an order or an adjustment took a product's available stock at the default "
+    "location to zero.",
 )
 PAYMENTS = Counter(
     "stockflow_payments_total",
@@ -155,6 +157,26 @@ def count_statement() -> None:
     stats = _request_stats.get()
     if stats is not None:
         stats.statements += 1
+
+
+_COMMITTED = "stockflow.count_on_commit"
+
+
+def count_on_commit(session: Any, counter: Counter, amount: float = 1) -> None:
+    """Add ``amount`` to ``counter`` once ``session``'s transaction commits, never if it
+    rolls back: a failed commit and its retry must not count twice."""
+    if amount:
+        session.info.setdefault(_COMMITTED, []).append((counter, amount))
+
+
+def committed(session: Any) -> None:
+    """Called by `Database` after a successful commit."""
+    for counter, amount in session.info.pop(_COMMITTED, ()):
+        counter.inc(amount)
+
+
+def discarded(session: Any) -> None:
+    session.info.pop(_COMMITTED, None)
 
 
 def status_class(status: int) -> str:
@@ -303,6 +325,7 @@ def exposition(snapshot: StateSnapshot | None) -> bytes:
     """The text a scrape answers: every process's counters, and the database's state."""
     directory = multiprocess_dir()
     if directory is not None:
+        _forget_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
@@ -311,6 +334,25 @@ def exposition(snapshot: StateSnapshot | None) -> bytes:
     state = CollectorRegistry()
     state.register(StateCollector(snapshot))
     return body + generate_latest(state)
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of processes that died without saying so (killed by the
+    supervisor or the kernel), which would otherwise stay in the pool's sum."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            process_exited(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def process_exited(pid: int) -> None:

@@ -98,6 +98,14 @@ async def undispatched_events(session: AsyncSession) -> tuple[int, datetime | No
     return int(row[0]), _utc(row[1])
 
 
+async def oldest_undispatched(session: AsyncSession) -> datetime | None:
+    """When the oldest event still waiting for the relay was written (one index probe)."""
+    created = await session.scalar(
+        select(Event.created_at).where(Event.dispatched_at.is_(None)).order_by(Event.seq).limit(1)
+    )
+    return _utc(created)
+
+
 async def deliveries_pending(session: AsyncSession) -> dict[str, tuple[int, datetime | None]]:
     rows = await session.execute(
         select(Delivery.target_type, func.count(), func.min(Delivery.created_at))

@@ -56,10 +56,23 @@ def provider_from_environment(environ: Mapping[str, str] = os.environ) -> Tracer
         }
     )
     provider = TracerProvider(resource=resource)
-    exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
-    if exporter == "console":
+    exporters = {
+        name.strip()
+        for name in (environ.get("OTEL_TRACES_EXPORTER", "").lower() or "otlp").split(",")
+    } - {"", "none"}
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if "otlp" in exporters and protocol != "http/protobuf":
+        raise ValueError(
+            f"OTLP protocol {protocol!r} is not supported: Stockflow exports OTLP over HTTP "
+            "(http/protobuf, port 4318)"
+        )
+    if "console" in exporters:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    else:
+    if "otlp" in exporters:
         # The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, timeout) itself.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -39,7 +39,6 @@ from stockflow.inventory.policy import (
     split_request,
 )
 from stockflow.observability import tracing
-from stockflow.observability.metrics import STOCK_OUTS
 from stockflow.orders import repository, rules
 from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import (
@@ -432,8 +431,6 @@ async def place_order(
         read = _order_read(order_row, line_rows, status, await backlog.promises(session, waiting))
         await events_repository.add(session, _order_events(read, now))
     for outcome in outcomes:
-        if outcome.available_after <= 0 < outcome.available_after + outcome.allocated:
-            STOCK_OUTS.inc()
         await inventory.tell_if_low(
             session,
             product_id=outcome.line.product_id,

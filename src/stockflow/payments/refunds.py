@@ -46,7 +46,7 @@ def request_key(principal_id: str, idempotency_key: str | None, order_id: str) -
 
 async def tell(session: AsyncSession, refund: Refund, now: datetime) -> None:
     await orders_repository.flush(session)
-    metrics.REFUNDS.labels("succeeded").inc()
+    metrics.count_on_commit(session, metrics.REFUNDS.labels("succeeded"))
     await outbox.record(
         session,
         EventType.REFUND_SUCCEEDED,
@@ -193,7 +193,7 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
         now = datetime.now(UTC)
         refund.updated_at = now
         if made is None:
-            metrics.REFUNDS.labels("failed").inc()
+            metrics.count_on_commit(session, metrics.REFUNDS.labels("failed"))
             refund.status = "failed"
             refund.failure_message = outcome
             order.amount_refunded -= refund.amount
@@ -205,7 +205,7 @@ async def send(database: Database, gateway: StripeGateway, refund_id: str) -> Re
                 refund.status = "succeeded"
                 await tell(session, refund, now)
             elif made.status in ("failed", "canceled"):
-                metrics.REFUNDS.labels("failed").inc()
+                metrics.count_on_commit(session, metrics.REFUNDS.labels("failed"))
                 refund.status = "failed"
                 order.amount_refunded -= refund.amount
                 order.updated_at = now

@@ -68,7 +68,7 @@ async def take_payment(
     if confirmed:
         order.status = next_status(status, OrderEvent.PAYMENT_SUCCEEDED).value
     await orders_repository.flush(session)
-    metrics.PAYMENTS.labels(payment.provider, "succeeded").inc()
+    metrics.count_on_commit(session, metrics.PAYMENTS.labels(payment.provider, "succeeded"))
     await outbox.record(
         session,
         EventType.PAYMENT_SUCCEEDED,

@@ -102,7 +102,7 @@ async def apply_intent(session: AsyncSession, order: Order, intent: Intent, now:
     if state == "failed":
         payment.failure_message = intent.failure_message
         await orders_repository.flush(session)
-        metrics.PAYMENTS.labels(payment.provider, "failed").inc()
+        metrics.count_on_commit(session, metrics.PAYMENTS.labels(payment.provider, "failed"))
         await outbox.record(
             session,
             EventType.PAYMENT_FAILED,

@@ -247,7 +247,8 @@ async def receive(
         receipt={"lines": received, "note": data.note, "received_at": now},
     )
     await po_service.record(session, actor, "purchase_order.received", before, read)
-    metrics.RECEIPTS.inc()
-    metrics.UNITS_RECEIVED.inc(sum(line.quantity for line in received))
-    metrics.UNITS_RESERVED.inc(sum(allocation.units for allocation in allocations))
+    metrics.count_on_commit(session, metrics.RECEIPTS)
+    metrics.count_on_commit(
+        session, metrics.UNITS_RECEIVED, sum(line.quantity for line in received)
+    )
     return ReceiptRead(purchase_order=read, received=received, allocations=allocations)

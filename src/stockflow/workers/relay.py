@@ -46,12 +46,13 @@ _ADDRESSED_TYPES = (*_SUPPLIER_TYPES, *_CUSTOMER_NOTICES)
 
 Clock = Callable[[], datetime]
 
-# Verdicts as the deliveries metric counts them: a receiver that is gone ends the delivery.
+# Verdicts as the deliveries metric counts them. A receiver that answered 410 is disabled
+# and its delivery waits, pending, for it to be enabled again: not dead.
 _OUTCOMES = {
     schedule.Verdict.DELIVERED: "delivered",
     schedule.Verdict.RETRY: "retrying",
     schedule.Verdict.DEAD: "dead",
-    schedule.Verdict.ENDPOINT_GONE: "dead",
+    schedule.Verdict.ENDPOINT_GONE: "retrying",
 }
 
 
@@ -383,6 +384,7 @@ class Relay:
             await self.deliver(job)
         except Exception:
             # The lease runs out and the delivery is tried again.
+            metrics.JOB_FAILURES.labels("delivery").inc()
             log.exception("webhook_delivery_failed", delivery_id=job.delivery_id)
 
     async def _round(self) -> bool:
@@ -405,12 +407,17 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then finish the sends in hand (each bounded by its
         timeout) and return."""
+        duration = metrics.JOB_DURATION.labels("relay")
+        failures = metrics.JOB_FAILURES.labels("relay")
         while not stop.is_set():
+            began = time.perf_counter()
             try:
                 busy = await self._round()
             except Exception:
+                failures.inc()
                 log.warning("relay_round_failed", exc_info=True)
                 busy = False
+            duration.observe(time.perf_counter() - began)
             if busy:
                 await asyncio.sleep(0)
                 continue
