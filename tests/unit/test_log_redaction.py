@@ -115,7 +115,9 @@ def test_standard_library_lines_pass_the_same_redaction(
     try:
         raise ValueError("key sf_0123456789abcdefghijABCDEF rejected for bob@example.org")
     except ValueError:
-        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        # (uvicorn's own loggers are ours in `stockflow serve`, which passes log_config=None;
+        # in this process, loopback servers of other tests have configured them.)
+        logging.getLogger("asyncio").exception("Exception in ASGI application")
     logging.getLogger("sqlalchemy.engine").info("params ('ann@example.com', 'whsec_abcdefghijkl')")
     written = capsys.readouterr().err
     assert "Exception in ASGI application" in written
