@@ -82,8 +82,12 @@ def prepare_metrics_directory() -> Path:
     if configured:
         directory = Path(configured)
         directory.mkdir(parents=True, exist_ok=True)
+        # This process's own files are live already (its metrics were defined when it
+        # imported them): with one server process, it is the one that serves.
+        own = f"_{os.getpid()}.db"
         for stale in directory.glob("*.db"):
-            stale.unlink()
+            if not stale.name.endswith(own):
+                stale.unlink()
     else:
         directory = Path(tempfile.mkdtemp(prefix="stockflow-metrics-"))
         os.environ[MULTIPROCESS_ENV] = str(directory)
