@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,11 +20,12 @@ from stockflow import __version__
 from stockflow.api.direct import DirectRoutes
 from stockflow.api.health import router as health_router
 from stockflow.api.health import sample_pool
+from stockflow.api.idempotency import REPLAYED_HEADER
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
 from stockflow.api.router import DIRECT_ENDPOINTS, OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
 from stockflow.auth.usage import KeyUsageRecorder
-from stockflow.config import Settings
+from stockflow.config import Environment, Settings
 from stockflow.db.engine import Database
 from stockflow.db.migrate import head_revision
 from stockflow.observability import metrics, tracing
@@ -35,6 +37,20 @@ from stockflow.workers.runner import Worker, build_relay
 
 log = get_logger(__name__)
 POOL_SAMPLE_SECONDS = 5.0
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "ETag",
+    "Location",
+    "Retry-After",
+    REPLAYED_HEADER,
+]
 
 DESCRIPTION = """
 Stockflow takes orders, reserves stock without ever overselling, and tells you exactly
@@ -148,7 +164,21 @@ def create_app(
     _document_signature_scheme(app)
     # Added first, so it runs inside the request context (request id, last-resort 500).
     app.add_middleware(DirectRoutes, routes=_direct_routes(), handlers=app.exception_handlers)
-    app.add_middleware(RequestContextMiddleware)
+    if settings.cors_origins:
+        # Inside the request context (so a preflight has its request id and metrics),
+        # outside the direct route (so an order placed from a browser gets its headers).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(
+        RequestContextMiddleware, hsts=settings.environment is Environment.PRODUCTION
+    )
     return app
 
 

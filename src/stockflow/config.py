@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # How often each worker writes its heartbeat; /readyz and /metrics report its age.
     worker_heartbeat_seconds: float = Field(default=15.0, gt=0, le=600)
+    # Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_allow_origins: str = ""
+    # Whether those origins may send credentials (cookies, HTTP authentication); never
+    # together with the wildcard origin.
+    cors_allow_credentials: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -131,6 +136,20 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "STOCKFLOW_WEBHOOKS_ALLOW_PRIVATE is for development; production refuses it"
                 )
+            if self.database_echo:
+                raise ValueError(
+                    "STOCKFLOW_DATABASE_ECHO logs every statement with its values (customers' "
+                    "data among them); production refuses it"
+                )
+            if self.log_level == "debug":
+                raise ValueError(
+                    "STOCKFLOW_LOG_LEVEL=debug is for development; production refuses it"
+                )
+            insecure = [o for o in self.cors_origins if o.startswith("http://")]
+            if insecure:
+                raise ValueError(
+                    "production requires https CORS origins, not " + ", ".join(insecure)
+                )
         if self.payments == "stripe":
             missing = [
                 name
@@ -142,6 +161,16 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError("STOCKFLOW_PAYMENTS=stripe requires " + " and ".join(missing))
+        for origin in self.cors_origins:
+            if origin != "*" and not origin.startswith(("https://", "http://")):
+                raise ValueError(
+                    f"STOCKFLOW_CORS_ALLOW_ORIGINS: {origin!r} is not an http(s) origin"
+                )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "STOCKFLOW_CORS_ALLOW_CREDENTIALS cannot be used with the wildcard origin: "
+                "list the origins that may send credentials"
+            )
         if not self.stripe_api_base.startswith(("https://", "http://")):
             raise ValueError("STOCKFLOW_STRIPE_API_BASE must be an http(s) URL")
         if (
@@ -160,6 +189,10 @@ class Settings(BaseSettings):
                 "the attempt it covers"
             )
         return self
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_allow_origins.split(",") if o.strip()]
 
     @property
     def is_sqlite(self) -> bool:

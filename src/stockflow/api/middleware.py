@@ -29,6 +29,23 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = get_logger(__name__)
 access = get_logger("stockflow.access")
 
+# Every answer is JSON for a program, never a page to render, frame or cache: browsers are
+# told so. Headers a response sets itself are left as it set them.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+# Behind TLS (production), browsers are told to use nothing else for two years.
+HSTS: tuple[bytes, bytes] = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+# The interactive API documentation is a page that loads its scripts and styles: it keeps
+# only the headers that do not stop it from working.
+_PAGE_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+_PAGE_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy"})
+
 
 def route_template(scope: Scope) -> str:
     """The template of the route that served the request (``/v1/orders/{order_id}``), or
@@ -49,8 +66,10 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self._headers = (*SECURITY_HEADERS, HSTS) if hsts else SECURITY_HEADERS
+        self._page_headers = tuple(h for h in self._headers if h[0] not in _PAGE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +88,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                present = {name for name, _value in headers.raw}
+                wanted = self._page_headers if scope["path"] in _PAGE_PATHS else self._headers
+                headers.raw.extend(h for h in wanted if h[0] not in present)
             await send(message)
 
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):

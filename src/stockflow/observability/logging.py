@@ -146,6 +146,10 @@ def _route_standard_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # A line per HTTP request the service makes would repeat the deliveries' own lines, with
+    # receivers' full URLs (query strings included) that redaction cannot know to be secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def configure_logging(settings: Settings) -> None:
