@@ -177,7 +177,9 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(
-        RequestContextMiddleware, hsts=settings.environment is Environment.PRODUCTION
+        RequestContextMiddleware,
+        hsts=settings.environment is Environment.PRODUCTION,
+        max_body_bytes=settings.max_body_bytes,
     )
     return app
 

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     key_usage_interval_seconds: int = Field(default=60, ge=1)
     # Copied onto each new product that does not name its own shortage policy.
     default_shortage_policy: Literal["reject", "backorder"] = "reject"
+    # A request body larger than this is refused with 413 before it is read in full.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_lines_per_order: int = Field(default=100, ge=1, le=1000)
     max_quantity_per_line: int = Field(default=10_000, ge=1, le=1_000_000)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)

@@ -3,6 +3,8 @@ settings list; production refuses settings that would leak data."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -138,3 +140,51 @@ def test_production_refuses_insecure_settings(setting: str, value: object, messa
     Settings(**safe)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match=message):
         Settings(**{**safe, setting: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/orders"), ("POST", "/v1/products"), ("POST", "/v1/customers")],
+)
+async def test_a_body_over_one_mebibyte_is_refused_with_413(
+    client: httpx.AsyncClient, keys: Keys, method: str, path: str
+) -> None:
+    body = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
+    response = await client.request(
+        method, path, headers={**keys.staff, "Content-Type": "application/json"}, content=body
+    )
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"]
+    just_under = await client.request(
+        method,
+        path,
+        headers={**keys.staff, "Content-Type": "application/json"},
+        content=b'{"name": "' + b"x" * (1024 * 1024 - 100) + b'"}',
+    )
+    assert just_under.status_code == 422, just_under.text
+
+
+async def test_a_page_of_more_than_100_is_refused(client: httpx.AsyncClient, keys: Keys) -> None:
+    response = await client.get("/v1/orders", params={"limit": 101}, headers=keys.staff)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_body_without_a_length_is_cut_off_past_one_mebibyte(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = await client.post(
+        "/v1/products",
+        headers={**keys.staff, "Content-Type": "application/json"},
+        content=chunks(),
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"

@@ -17,6 +17,8 @@ from time import perf_counter
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockflow.api.problems import internal_error_response, problem_response
@@ -66,8 +68,11 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hsts: bool = False, max_body_bytes: int | None = None
+    ) -> None:
         self.app = app
+        self._max_body = max_body_bytes
         self._headers = (*SECURITY_HEADERS, HSTS) if hsts else SECURITY_HEADERS
         self._page_headers = tuple(h for h in self._headers if h[0] not in _PAGE_HEADERS)
 
@@ -75,7 +80,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_headers = dict(scope["headers"])
+        incoming = request_headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _ACCEPTABLE.match(incoming) else f"req_{secrets.token_hex(12)}"
         token = request_id_var.set(request_id)
         began = perf_counter()
@@ -95,16 +101,22 @@ class RequestContextMiddleware:
                 headers.raw.extend(h for h in wanted if h[0] not in present)
             await send(message)
 
+        refusal: Response | None = None
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
             # No resource has a NUL in its name, and PostgreSQL cannot even compare one.
-            await problem_response(status=400, detail="The URL must not contain NUL characters.")(
-                scope, receive, send_with_id
+            refusal = problem_response(
+                status=400, detail="The URL must not contain NUL characters."
             )
-            self._finish(scope, status, began, stats.statements)
-            metrics.end_request(stats_token)
-            request_id_var.reset(token)
-            return
+        elif self._max_body is not None:
+            declared = request_headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self._max_body:
+                refusal = _too_large(self._max_body)
+            else:
+                receive = _bounded(receive, self._max_body)
         try:
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled_exception", path=scope.get("path"), method=scope.get("method"))
@@ -136,3 +148,28 @@ class RequestContextMiddleware:
                 duration_ms=round(seconds * 1000, 2),
                 statements=statements,
             )
+
+
+def _too_large(limit: int) -> Response:
+    return problem_response(
+        status=413, detail=f"The request body is larger than {limit} bytes, the most accepted."
+    )
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses a body growing past ``limit`` (one sent without a
+    Content-Length, or longer than it said) as it arrives, with a 413 the handlers render."""
+    received = 0
+
+    async def bounded() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(
+                    413, f"The request body is larger than {limit} bytes, the most accepted."
+                )
+        return message
+
+    return bounded
