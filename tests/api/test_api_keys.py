@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
 from stockflow.audit import repository as audit_repository
 from stockflow.auth.keys import generate_key, hash_key, is_well_formed
 from stockflow.cli.main import app as cli_app
 from stockflow.db.engine import Database
+from stockflow.db.models import ApiKey
 from tests.assertions import assert_problem
 from tests.conftest import Keys
 
 READ_FIELDS = {
+    "expires_at",
+    "replaced_by",
     "id",
     "name",
     "role",
@@ -432,7 +436,8 @@ async def stockflow(database_url: str, *args: str) -> Result:
 
 
 @pytest.mark.parametrize(
-    "command", [["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]]
+    "command",
+    [["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "rotate"]],
 )
 def test_cli_help(command: list[str]) -> None:
     result = runner.invoke(cli_app, [*command, "--help"])
@@ -561,3 +566,130 @@ async def test_cli_creates_a_customer_key(
     assert own.status_code == 200
     other = await client.get(f"/v1/customers/{keys.other_customer_id}", headers=headers)
     assert other.status_code == 404
+
+
+# --- expiry and rotation --------------------------------------------------------------
+
+
+async def _new_key(client: httpx.AsyncClient, keys: Keys, **body: Any) -> dict[str, Any]:
+    created = await client.post(
+        "/v1/api-keys", headers=keys.admin, json={"name": "lifecycle", "role": "staff", **body}
+    )
+    assert created.status_code == 201, created.text
+    key: dict[str, Any] = created.json()
+    return key
+
+
+def _bearer(key: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key['key']}"}
+
+
+async def test_a_key_works_until_it_expires(
+    client: httpx.AsyncClient, keys: Keys, database: Database
+) -> None:
+    key = await _new_key(client, keys, expires_at="2099-01-01T00:00:00Z")
+    assert key["expires_at"].startswith("2099-01-01T00:00:00")
+    assert (await client.get("/v1/products", headers=_bearer(key))).status_code == 200
+    async with database.transaction() as session:
+        # Time passes: the moment it was given comes.
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    refused = assert_unauthenticated(await client.get("/v1/products", headers=_bearer(key)))
+    assert "expired" in refused["detail"]
+
+
+async def test_a_key_cannot_be_created_already_expired(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    response = await client.post(
+        "/v1/api-keys",
+        headers=keys.admin,
+        json={"name": "late", "role": "staff", "expires_at": "2020-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["location"] == "body.expires_at"
+
+
+async def test_rotation_gives_a_new_key_and_the_old_one_a_grace_period(
+    client: httpx.AsyncClient, keys: Keys, database: Database
+) -> None:
+    old = await _new_key(client, keys)
+    rotated = await client.post(
+        f"/v1/api-keys/{old['id']}/rotate", headers=keys.admin, json={"grace_seconds": 3600}
+    )
+    assert rotated.status_code == 201, rotated.text
+    new = rotated.json()
+    assert new["id"] != old["id"]
+    assert (new["name"], new["role"], new["expires_at"]) == ("lifecycle", "staff", None)
+    assert is_well_formed(new["key"])
+    assert (await client.get("/v1/products", headers=_bearer(new))).status_code == 200
+    # The old key still works, and says when it stops and what replaced it.
+    assert (await client.get("/v1/products", headers=_bearer(old))).status_code == 200
+    shown = (await client.get(f"/v1/api-keys/{old['id']}", headers=keys.admin)).json()
+    assert shown["replaced_by"] == new["id"]
+    ends = datetime.fromisoformat(shown["expires_at"])
+    assert timedelta(minutes=59) < ends - datetime.now(UTC) <= timedelta(hours=1)
+    again = await client.post(f"/v1/api-keys/{old['id']}/rotate", headers=keys.admin)
+    assert again.status_code == 422
+    async with database.transaction(write=False) as session:
+        records = await audit_repository.for_resource(session, "api_key", old["id"])
+    rotations = [r for r in records if r.action == "api_key.rotated"]
+    assert len(rotations) == 1
+    assert rotations[0].actor_id == keys.ids["admin"]
+
+
+async def test_rotation_without_grace_refuses_the_old_key_at_once(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    old = await _new_key(client, keys)
+    rotated = await client.post(
+        f"/v1/api-keys/{old['id']}/rotate", headers=keys.admin, json={"grace_seconds": 0}
+    )
+    assert rotated.status_code == 201, rotated.text
+    assert_unauthenticated(await client.get("/v1/products", headers=_bearer(old)))
+    assert (await client.get("/v1/products", headers=_bearer(rotated.json()))).status_code == 200
+
+
+async def test_a_revoked_key_cannot_be_rotated(client: httpx.AsyncClient, keys: Keys) -> None:
+    old = await _new_key(client, keys)
+    assert (await client.delete(f"/v1/api-keys/{old['id']}", headers=keys.admin)).status_code == 200
+    refused = await client.post(f"/v1/api-keys/{old['id']}/rotate", headers=keys.admin)
+    assert refused.status_code == 422
+    missing = await client.post("/v1/api-keys/key_nope/rotate", headers=keys.admin)
+    assert missing.status_code == 404
+
+
+async def test_cli_rotate_and_expiry(
+    client: httpx.AsyncClient, database_url: str, database: Database
+) -> None:
+    created = await stockflow(
+        database_url,
+        "keys",
+        "create",
+        "--role",
+        "staff",
+        "--name",
+        "ops",
+        "--expires-in-days",
+        "30",
+    )
+    assert created.exit_code == 0, created.output
+    old_key = created.stdout.strip()
+    match = re.search(r"key_[0-9A-Z]{26}", created.stderr)
+    assert match
+    rotated = await stockflow(
+        database_url, "keys", "rotate", match.group(0), "--grace-seconds", "0"
+    )
+    assert rotated.exit_code == 0, rotated.output
+    new_key = rotated.stdout.strip()
+    assert is_well_formed(new_key)
+    assert_unauthenticated(await client.get("/v1/products", headers=bearer(old_key)))
+    assert (await client.get("/v1/products", headers=bearer(new_key))).status_code == 200
+    listed = await stockflow(database_url, "keys", "list")
+    # The new key inherits the old one's expiry, 30 days out.
+    assert (datetime.now(UTC) + timedelta(days=30)).date().isoformat() in listed.stdout
+    again = await stockflow(database_url, "keys", "rotate", match.group(0))
+    assert again.exit_code == 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
@@ -21,6 +21,7 @@ class KeyIdentity(NamedTuple):
     customer_id: str | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    expires_at: datetime | None
 
 
 _KEYS = table_of(ApiKey)
@@ -32,17 +33,19 @@ _BY_HASH = select(
     _KEYS.c.customer_id,
     _KEYS.c.revoked_at,
     _KEYS.c.last_used_at,
+    _KEYS.c.expires_at,
 ).where(_KEYS.c.key_hash == bindparam("key_hash"))
 
 
 _PG_BY_HASH = """
-SELECT id, role, name, customer_id, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1
+SELECT id, role, name, customer_id, revoked_at, last_used_at, expires_at
+FROM api_keys WHERE key_hash = $1
 """
 
 
 async def get_by_hash(session: AsyncSession, key_hash: str) -> KeyIdentity | None:
     """The key's identity and state (id, role, name, customer_id, revoked_at,
-    last_used_at), or None."""
+    last_used_at, expires_at), or None."""
     driver = await pg_driver(session)
     if driver is not None:
         # The first statement of nearly every request: on PostgreSQL, straight to the driver.
@@ -88,6 +91,27 @@ async def revoke(session: AsyncSession, key_id: str, *, now: datetime) -> bool:
         .where(ApiKey.id == key_id)
         .where(ApiKey.revoked_at.is_(None))
         .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def expire(session: AsyncSession, key_id: str, *, at: datetime, replaced_by: str) -> bool:
+    """Make a key expire at ``at`` (never later than it already would), naming the key
+    that replaces it; False when it is revoked or already rotated."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(ApiKey.revoked_at.is_(None))
+        .where(ApiKey.replaced_by.is_(None))
+        .values(
+            expires_at=case(
+                (ApiKey.expires_at.is_(None), at),
+                (ApiKey.expires_at > at, at),
+                else_=ApiKey.expires_at,
+            ),
+            replaced_by=replaced_by,
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth import service
-from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyRotate
 
 router = APIRouter(prefix="/api-keys", tags=["API keys"])
 
@@ -60,6 +60,35 @@ async def get_api_key(
     key_id: ResourceId, session: SessionDep, _principal: AdminPrincipal
 ) -> ApiKeyRead:
     return await service.get_key(session, key_id=key_id)
+
+
+@router.post(
+    "/{key_id}/rotate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Rotate an API key",
+    description=(
+        "Issues a new key with the same name, role and customer, and shows it once. The old "
+        "key keeps working for `grace_seconds` (default a day; 0 ends it at once), then is "
+        "refused; it records the new key's id in `replaced_by`. A revoked, expired or already "
+        "rotated key cannot be rotated (422). Admin only. With `Idempotency-Key`, a replay "
+        "answers with `key: null`."
+    ),
+    response_model=ApiKeyCreated,
+    responses={404: {"description": "No such key"}, 422: {"description": "Cannot rotate"}},
+)
+async def rotate_api_key(
+    key_id: ResourceId,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    idempotency: IdempotencyDep,
+    data: ApiKeyRotate | None = None,
+) -> JSONResponse:
+    return await idempotency.respond(
+        lambda: service.rotate_key(
+            session, actor=principal, key_id=key_id, data=data or ApiKeyRotate()
+        ),
+        secret_fields=frozenset({"key"}),
+    )
 
 
 @router.delete(

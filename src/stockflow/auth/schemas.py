@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.api.schemas import ReadModel, UtcTimestamp, WriteModel
 from stockflow.auth.roles import Role
 
 
@@ -13,7 +13,16 @@ class ApiKeyCreate(WriteModel):
     """A new API key. A `customer` key is bound to exactly one customer."""
 
     read_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"id", "created_at", "prefix", "key", "last_used_at", "revoked_at", "created_by"}
+        {
+            "id",
+            "created_at",
+            "prefix",
+            "key",
+            "last_used_at",
+            "revoked_at",
+            "created_by",
+            "replaced_by",
+        }
     )
 
     name: str = Field(min_length=1, max_length=200, examples=["Storefront backend"])
@@ -23,6 +32,12 @@ class ApiKeyCreate(WriteModel):
         max_length=40,
         description="Required for the `customer` role, refused for the others.",
         examples=[None],
+    )
+    expires_at: UtcTimestamp | None = Field(
+        default=None,
+        description="When the key stops working (in the future). Omitted: it works until "
+        "revoked or rotated.",
+        examples=["2027-06-30T00:00:00Z"],
     )
 
     @model_validator(mode="after")
@@ -48,6 +63,26 @@ class ApiKeyRead(ReadModel):
         description="Updated at most once a minute, so it may lag by up to a minute."
     )
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="When the key stops working: as created, or the end of a rotation's "
+        "grace period. Null: until revoked.",
+        examples=[None],
+    )
+    replaced_by: str | None = Field(
+        description="The key that replaced this one in a rotation.", examples=[None]
+    )
+
+
+class ApiKeyRotate(WriteModel):
+    """How long the rotated key keeps working beside its replacement."""
+
+    grace_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="Seconds the old key stays valid (0: refused at once; at most 30 days).",
+        examples=[3600],
+    )
 
 
 class ApiKeyCreated(ApiKeyRead):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,7 +10,7 @@ from stockflow.audit import service as audit
 from stockflow.auth import repository
 from stockflow.auth.keys import display_prefix, generate_key, hash_key, is_well_formed
 from stockflow.auth.roles import Principal, Role
-from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyRotate
 from stockflow.customers import repository as customers_repository
 from stockflow.db.models import ApiKey
 from stockflow.db.pagination import Page
@@ -27,6 +27,8 @@ async def authenticate(session: AsyncSession, raw_key: str) -> tuple[Principal, 
         raise AuthenticationRequired("The API key is not valid.")
     if key.revoked_at is not None:
         raise AuthenticationRequired("The API key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
+        raise AuthenticationRequired("The API key has expired.")
     principal = Principal(
         id=key.id, role=Role(key.role), name=key.name, customer_id=key.customer_id
     )
@@ -43,6 +45,19 @@ async def create_key(
             "The customer does not exist.",
             errors=[{"location": "body.customer_id", "message": "unknown customer"}],
         )
+    now = datetime.now(UTC)
+    if data.expires_at is not None and data.expires_at <= now:
+        raise InvalidRequest(
+            "A key cannot be created already expired.",
+            errors=[{"location": "body.expires_at", "message": "must be in the future"}],
+        )
+    created, _key = await _issue(session, actor=actor, data=data, now=now)
+    return created
+
+
+async def _issue(
+    session: AsyncSession, *, actor: Principal, data: ApiKeyCreate, now: datetime
+) -> tuple[ApiKeyCreated, ApiKey]:
     raw_key = generate_key()
     key = await repository.add(
         session,
@@ -54,7 +69,8 @@ async def create_key(
             key_hash=hash_key(raw_key),
             prefix=display_prefix(raw_key),
             created_by=actor.id,
-            created_at=datetime.now(UTC),
+            created_at=now,
+            expires_at=data.expires_at,
         ),
     )
     read = ApiKeyRead.model_validate(key)
@@ -67,7 +83,50 @@ async def create_key(
         before=None,
         after=read.model_dump(mode="json"),
     )
-    return ApiKeyCreated(**read.model_dump(), key=raw_key)
+    return ApiKeyCreated(**read.model_dump(), key=raw_key), key
+
+
+async def rotate_key(
+    session: AsyncSession, *, actor: Principal, key_id: str, data: ApiKeyRotate
+) -> ApiKeyCreated:
+    """A new key with the old one's name, role and customer; the old one keeps working for
+    the grace period (never longer than it already would), then is refused."""
+    old = await repository.get(session, key_id)
+    if old is None:
+        raise NotFound(f"API key {key_id} does not exist.")
+    now = datetime.now(UTC)
+    if old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
+        raise InvalidRequest(f"API key {key_id} is revoked or expired: create a new one.")
+    if old.replaced_by is not None:
+        raise InvalidRequest(f"API key {key_id} was already rotated, to {old.replaced_by}.")
+    before = ApiKeyRead.model_validate(old)
+    created, _new = await _issue(
+        session,
+        actor=actor,
+        data=ApiKeyCreate.model_construct(
+            name=old.name,
+            role=Role(old.role),
+            customer_id=old.customer_id,
+            expires_at=old.expires_at,
+        ),
+        now=now,
+    )
+    grace_end = now + timedelta(seconds=data.grace_seconds)
+    if not await repository.expire(session, key_id, at=grace_end, replaced_by=created.id):
+        # Revoked or rotated by a concurrent request since it was read: that one stands.
+        raise InvalidRequest(f"API key {key_id} was revoked or rotated meanwhile.")
+    old = await repository.get_fresh(session, key_id)
+    assert old is not None  # keys are never deleted
+    await audit.record(
+        session,
+        actor=actor,
+        action="api_key.rotated",
+        resource_type="api_key",
+        resource_id=key_id,
+        before=before.model_dump(mode="json"),
+        after=ApiKeyRead.model_validate(old).model_dump(mode="json"),
+    )
+    return created
 
 
 async def list_keys(

@@ -32,3 +32,7 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refused from this moment on; set at creation, or by a rotation's grace period.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The key that replaced this one in a rotation.
+    replaced_by: Mapped[str | None] = mapped_column(String(40))
