@@ -72,6 +72,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("POST", "/v1/api-keys", NEW_KEY, (201, 403, 403, 403, 401)),
     ("GET", "/v1/api-keys", None, (200, 403, 403, 403, 401)),
     ("GET", "/v1/api-keys/{key_id}", None, (200, 403, 403, 403, 401)),
+    ("GET", "/v1/audit-events", None, (200, 403, 403, 403, 401)),
     ("POST", "/v1/api-keys/{key_id}/rotate", {"grace_seconds": 60}, (201, 403, 403, 403, 401)),
     ("DELETE", "/v1/api-keys/{key_id}", None, (200, 403, 403, 403, 401)),
     # Products: admin and staff all; service reads; customer reads active products.

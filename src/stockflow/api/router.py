@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from stockflow.audit.router import router as audit_router
 from stockflow.auth.router import router as api_keys_router
 from stockflow.catalog.router import router as products_router
 from stockflow.customers.router import router as customers_router
@@ -36,6 +37,7 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     webhook_endpoints_router,
     webhook_deliveries_router,
     api_keys_router,
+    audit_router,
     stripe_router,
 )
 
@@ -53,6 +55,7 @@ OPENAPI_TAGS: list[dict[str, str]] = [
     {"name": "Purchase orders", "description": "Replenishment from suppliers."},
     {"name": "Events", "description": "What happened, as webhook endpoints receive it."},
     {"name": "Webhooks", "description": "Endpoints that receive events, and their deliveries."},
+    {"name": "Audit", "description": "Who changed what, with the resource before and after."},
     {"name": "Health", "description": "Liveness, readiness and metrics for operators."},
 ]
 """The documentation's sections, in reading order."""

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
 from stockflow.db.models import AuditRecord
+from stockflow.db.pagination import Page, paginate
 
 _INSERT = insert(table_of(AuditRecord))
 
@@ -33,3 +34,25 @@ async def for_resource(
         .order_by(AuditRecord.id)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    actor_id: str | None = None,
+    action: str | None = None,
+) -> Page[AuditRecord]:
+    stmt = select(AuditRecord)
+    if resource_type is not None:
+        stmt = stmt.where(AuditRecord.resource_type == resource_type)
+    if resource_id is not None:
+        stmt = stmt.where(AuditRecord.resource_id == resource_id)
+    if actor_id is not None:
+        stmt = stmt.where(AuditRecord.actor_id == actor_id)
+    if action is not None:
+        stmt = stmt.where(AuditRecord.action == action)
+    return await paginate(session, stmt, AuditRecord.id, limit=limit, cursor=cursor)
