@@ -21,9 +21,7 @@ class AuditEventRead(ReadModel):
     actor_role: str = Field(examples=["staff"])
     action: str = Field(examples=["product.updated"])
     resource_type: str = Field(examples=["product"])
-    resource_id: str = Field(
-        description="Its id (a product's SKU).", examples=["MUG-GREY-330"]
-    )
+    resource_id: str = Field(description="Its id (a product's SKU).", examples=["MUG-GREY-330"])
     before: dict[str, Any] | None = Field(
         description="The resource as the API showed it before; null for a creation.",
         examples=[{"sku": "MUG-GREY-330", "unit_price": 1290}],
