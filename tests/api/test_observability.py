@@ -3,6 +3,7 @@ workload, the trace of one order into the worker's delivery, and what the logs n
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,17 +26,21 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import select, update
 
 from stockflow.adapters.webhook_http import HttpWebhookSender
 from stockflow.app import create_app
 from stockflow.config import Settings
 from stockflow.db.engine import Database
+from stockflow.db.models import Delivery
 from stockflow.observability import metrics, tracing
+from stockflow.observability.logging import configure_logging
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers.relay import Relay, RelaySettings
-from stockflow.workers.runner import Heartbeat
+from stockflow.workers.runner import Heartbeat, _every
 from tests.backorders import adjust, backorder_product, purchase_orders, receive
 from tests.conftest import Keys, offline_resolver
+from tests.loopback import free_port, serving
 from tests.receiver import Answer, Received, running_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -473,3 +479,167 @@ async def test_counts_made_in_a_transaction_wait_for_its_commit(database: Databa
         metrics.count_on_commit(session, metrics.RECEIPTS, 2)
         assert receipts() == start
     assert receipts() == start + 2
+
+
+# --- what the first tests above do not reach ------------------------------------------
+
+
+async def test_the_pool_gauges_show_this_process_s_connections(
+    app: FastAPI, client: httpx.AsyncClient, keys: Keys
+) -> None:
+    assert (await client.get("/v1/products", headers=keys.staff)).status_code == 200
+    await app.state.key_usage.drain()  # its write of the key's last use holds one too
+    samples = await scrape(client)
+    pool = "stockflow_db_pool_connections"
+    # Sampled as the scrape begins: nothing is checked out, and the request above left its
+    # connection in the pool.
+    assert value(samples, pool, state="in_use") == 0
+    assert value(samples, pool, state="idle") >= 1
+
+
+async def test_dead_letters_are_counted_by_target(
+    dev_app: FastAPI, client: httpx.AsyncClient, keys: Keys, settings: Settings, database: Database
+) -> None:
+    response = await client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/hooks", "events": ["order.created"]},
+        headers=keys.admin,
+    )
+    assert response.status_code == 201, response.text
+    await product(client, keys, "MUG-DEAD", stock=5)
+    for _ in range(3):
+        assert (await order(client, keys, {"MUG-DEAD": 1})).status_code == 201
+    relay = relay_for(settings, database)
+    try:
+        await relay.dispatch_once()
+    finally:
+        await relay.aclose()
+    async with database.transaction() as session:
+        # Two of them ran out of attempts.
+        pending = list(await session.scalars(select(Delivery.id).order_by(Delivery.id).limit(2)))
+        await session.execute(
+            update(Delivery).where(Delivery.id.in_(pending)).values(status="dead")
+        )
+    samples = await scrape(client)
+    assert value(samples, "stockflow_dead_letters", target_type="webhook") == 2
+    assert value(samples, "stockflow_deliveries_pending", target_type="webhook") == 1
+
+
+async def test_background_tasks_are_timed_and_their_failures_counted(
+    database: Database,
+) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    rounds = sample("stockflow_job_duration_seconds_count", task="probe_task")
+    failures = sample("stockflow_job_failures_total", task="probe_task")
+    beats = sample("stockflow_worker_heartbeats_total")
+    stop = asyncio.Event()
+    calls = 0
+
+    async def job() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database is restarting")
+        stop.set()
+
+    await asyncio.wait_for(_every("probe_task", job, interval=0.01, stop=stop), 10)
+    assert sample("stockflow_job_duration_seconds_count", task="probe_task") == rounds + 2
+    assert sample("stockflow_job_failures_total", task="probe_task") == failures + 1
+    await Heartbeat(database).beat()
+    assert sample("stockflow_worker_heartbeats_total") == beats + 1
+
+
+async def test_production_logs_are_json_with_a_complete_access_line(
+    settings: Settings, database: Database, keys: Keys
+) -> None:
+    production = Settings(
+        environment="production",
+        database_url="postgresql://postgres@127.0.0.1:5432/test",
+        secret_key="a-production-secret-key-1234567890",
+    )
+    with captured_logs() as logs:
+        app = create_app(production, database=database)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test") as client:
+            response = await client.get(
+                "/v1/orders/ord_missing", headers={**keys.staff, "X-Request-ID": "probe-17"}
+            )
+        await app.state.key_usage.drain()
+    assert response.status_code == 404
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+    (access,) = [line for line in lines if line.get("event") == "request"]
+    assert access["request_id"] == "probe-17"
+    assert (access["method"], access["route"], access["status"]) == (
+        "GET",
+        "/v1/orders/{order_id}",
+        404,
+    )
+    assert access["path"] == "/v1/orders/ord_missing"
+    assert isinstance(access["duration_ms"], float)
+    assert access["statements"] >= 1
+    assert access["level"] == "info"
+    assert access["timestamp"].endswith("Z")
+    configure_logging(settings)
+
+
+async def test_a_backordered_order_traces_its_replenishment(
+    traced: tuple[FastAPI, InMemorySpanExporter], keys: Keys
+) -> None:
+    app, exporter = traced
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://stockflow.test") as client:
+        await backorder_product(client, keys, "MUG-TRACE-BACK", stock=1)
+        exporter.clear()
+        placed = await order(client, keys, {"MUG-TRACE-BACK": 3})
+        assert placed.status_code == 201, placed.text
+        await app.state.key_usage.drain()
+    spans = list(exporter.get_finished_spans())
+    (server,) = [s for s in spans if s.kind is SpanKind.SERVER]
+    in_trace = {s.name: s for s in _by_trace(spans, server.context.trace_id)}
+    assert {"place_order", "reserve_stock", "replenish"} <= set(in_trace)
+    replenish = in_trace["replenish"]
+    assert replenish.parent is not None
+    assert replenish.parent.span_id == in_trace["place_order"].context.span_id
+
+
+async def test_spans_are_exported_over_otlp_http_when_the_environment_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def collector(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        received.append((scope["path"], headers, body))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=nr-license-123")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "stockflow-test")
+    provider = tracing.provider_from_environment()
+    assert provider is not None
+    async with serving(collector, port):
+        provider.get_tracer("probe").start_span("place_order").end()
+        assert await asyncio.to_thread(provider.force_flush, 10_000)
+    provider.shutdown()
+    (path, headers, body) = received[0]
+    assert path == "/v1/traces"
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["api-key"] == "nr-license-123"
+    exported = ExportTraceServiceRequest.FromString(body)
+    (resource_spans,) = exported.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == "stockflow-test"
+    names = [s.name for scope in resource_spans.scope_spans for s in scope.spans]
+    assert names == ["place_order"]
