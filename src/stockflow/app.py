@@ -71,12 +71,10 @@ NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
     "logs": False,
     "operation_spans": False,
 }
-# Probes and scrapes, every few seconds, would bury the requests worth a trace.
-_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _untraced(scope: MutableMapping[str, Any]) -> bool:
-    return scope.get("path") in _UNTRACED_PATHS
+    return scope.get("path") in metrics.PROBE_PATHS
 
 
 def _telemetry(provider: TracerProvider | None) -> TelemetryConfig:

@@ -30,6 +30,16 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+async def _shop(client: httpx.AsyncClient, db: OwnDatabase, sku: str, units: int) -> str:
+    """A product with ``units`` in stock, and a customer to order it; the customer's id."""
+    await create_product(client, db, sku, units)
+    customer: str = expect(
+        await client.post("/v1/customers", headers=db.staff, json={"name": f"Buyer of {sku}"}),
+        201,
+    )["id"]
+    return customer
+
+
 def _placed_by_process(directory: Path) -> dict[str, float]:
     """Orders accepted, by the pid of the process that placed them, from each process's
     own counter file."""
@@ -70,10 +80,7 @@ async def test_counters_add_up_across_two_server_processes(
         ) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as client,
     ):
-        await create_product(client, db, "MULTI-1", 1000)
-        customer = expect(
-            await client.post("/v1/customers", headers=db.staff, json={"name": "Multi"}), 201
-        )["id"]
+        customer = await _shop(client, db, "MULTI-1", 1000)
         semaphore = asyncio.Semaphore(8)
 
         async def place() -> httpx.Response:
@@ -134,10 +141,7 @@ async def test_one_process_with_a_metrics_directory_counts_its_own_work(
         ) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as client,
     ):
-        await create_product(client, db, "SINGLE-1", 10)
-        customer = expect(
-            await client.post("/v1/customers", headers=db.staff, json={"name": "One"}), 201
-        )["id"]
+        customer = await _shop(client, db, "SINGLE-1", 10)
         placed = await client.post(
             "/v1/orders",
             headers=db.service,

@@ -25,7 +25,7 @@ from stockflow.errors import (
 from stockflow.observability import metrics
 from stockflow.observability import repository as observed
 from stockflow.observability.logging import get_logger
-from stockflow.observability.state import StateSnapshot, read_state
+from stockflow.observability.state import StateSnapshot, age_seconds, read_state
 
 router = APIRouter(tags=["Health"])
 # Reading shared state for /readyz and /metrics waits at most this long (a pool worn out by
@@ -120,12 +120,10 @@ async def readyz(request: Request) -> Readiness:
         database=database.dialect,
         migration=applied,
         worker_heartbeat_age_seconds=(
-            None if last_beat is None else round(max(0.0, (now - last_beat).total_seconds()), 3)
+            None if last_beat is None else round(age_seconds(now, last_beat), 3)
         ),
         workers_alive=alive,
-        outbox_lag_seconds=(
-            0.0 if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 3)
-        ),
+        outbox_lag_seconds=round(age_seconds(now, oldest), 3),
     )
 
 

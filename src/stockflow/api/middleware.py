@@ -26,8 +26,6 @@ from stockflow.observability import metrics
 from stockflow.observability.logging import get_logger, info_enabled, request_id_var
 
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-# Probes and scrapes come every few seconds: counted, but not logged.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = get_logger(__name__)
 access = get_logger("stockflow.access")
 
@@ -138,7 +136,7 @@ class RequestContextMiddleware:
         metrics.observe_request(
             method=method, route=route, status=status, seconds=seconds, statements=statements
         )
-        if info_enabled() and scope["path"] not in _QUIET_PATHS:
+        if info_enabled() and scope["path"] not in metrics.PROBE_PATHS:
             access.info(
                 "request",
                 method=method,

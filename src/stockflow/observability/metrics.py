@@ -128,6 +128,8 @@ WORKER_HEARTBEATS = Counter(
 )
 
 
+# Probes and scrapes, every few seconds: counted, but neither logged nor traced.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "<unmatched>"
 

@@ -3,7 +3,7 @@ scrape every few seconds must stay cheap however many orders have been taken."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, select, update
@@ -95,15 +95,15 @@ async def undispatched_events(session: AsyncSession) -> tuple[int, datetime | No
             select(func.count(), func.min(Event.created_at)).where(Event.dispatched_at.is_(None))
         )
     ).one()
-    return int(row[0]), _utc(row[1])
+    return int(row[0]), row[1]
 
 
 async def oldest_undispatched(session: AsyncSession) -> datetime | None:
     """When the oldest event still waiting for the relay was written (one index probe)."""
-    created = await session.scalar(
+    created: datetime | None = await session.scalar(
         select(Event.created_at).where(Event.dispatched_at.is_(None)).order_by(Event.seq).limit(1)
     )
-    return _utc(created)
+    return created
 
 
 async def deliveries_pending(session: AsyncSession) -> dict[str, tuple[int, datetime | None]]:
@@ -112,7 +112,7 @@ async def deliveries_pending(session: AsyncSession) -> dict[str, tuple[int, date
         .where(Delivery.status == "pending")
         .group_by(Delivery.target_type)
     )
-    return {kind: (int(count), _utc(oldest)) for kind, count, oldest in rows}
+    return {kind: (int(count), oldest) for kind, count, oldest in rows}
 
 
 async def dead_letters(session: AsyncSession) -> dict[str, int]:
@@ -151,20 +151,7 @@ async def heartbeats(
             )
         )
     ).one()
-    return _utc(row[0]), int(row[1] or 0)
-
-
-def _utc(value: object) -> datetime | None:
-    """Aggregates bypass the column type, so SQLite's naive (or text) values are made UTC
-    here."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+    return row[0], int(row[1] or 0)
 
 
 async def beat(

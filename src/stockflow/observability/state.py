@@ -37,7 +37,8 @@ PURCHASE_ORDER_STATES = tuple(status.value for status in PurchaseOrderStatus)
 TARGET_TYPES = ("webhook", "supplier", "email")
 
 
-def _age(now: datetime, since: datetime | None) -> float:
+def age_seconds(now: datetime, since: datetime | None) -> float:
+    """Seconds from ``since`` to ``now`` (0 when there is nothing, or the clocks disagree)."""
     return max(0.0, (now - since).total_seconds()) if since is not None else 0.0
 
 
@@ -63,14 +64,14 @@ async def read_state(database: Database, *, heartbeat_interval: float) -> StateS
             products_out_of_stock=await repository.products_out_of_stock(session),
             products_low_stock=await repository.products_low_stock(session),
             outbox_pending_events=outbox_count,
-            outbox_oldest_age_seconds=_age(now, outbox_oldest),
+            outbox_oldest_age_seconds=age_seconds(now, outbox_oldest),
             deliveries_pending={kind: pending.get(kind, (0, None))[0] for kind in TARGET_TYPES},
             deliveries_oldest_pending_age_seconds=max(
-                (_age(now, oldest) for _count, oldest in pending.values()), default=0.0
+                (age_seconds(now, oldest) for _count, oldest in pending.values()), default=0.0
             ),
             dead_letters={kind: dead.get(kind, 0) for kind in TARGET_TYPES},
             webhook_endpoints_disabled=await repository.endpoints_disabled(session),
             orders_awaiting_payment=await repository.orders_awaiting_payment(session),
-            worker_heartbeat_age_seconds=None if last_beat is None else _age(now, last_beat),
+            worker_heartbeat_age_seconds=None if last_beat is None else age_seconds(now, last_beat),
             workers_alive=alive,
         )

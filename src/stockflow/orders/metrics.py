@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from stockflow.errors import InsufficientStock, StockflowError
-from stockflow.observability.metrics import ORDERS_PLACED, UNITS_RESERVED
+from stockflow.observability.metrics import ORDERS_PLACED, UNITS_RESERVED, count_on_commit
 from stockflow.orders.schemas import OrderRead
 
 _ACCEPTED = ORDERS_PLACED.labels("accepted")
@@ -19,11 +20,12 @@ _INVALID = ORDERS_PLACED.labels("invalid")
 _INVALID_STATUSES = frozenset({400, 413, 422})
 
 
-def placed(order: OrderRead) -> None:
-    (_BACKORDERED if any(line.backordered for line in order.lines) else _ACCEPTED).inc()
-    reserved = sum(line.allocated for line in order.lines)
-    if reserved:
-        UNITS_RESERVED.inc(reserved)
+def placed(session: AsyncSession, order: OrderRead) -> None:
+    """Count the order once its transaction commits: never for a rollback, and never for
+    an idempotent replay, which does not place it again."""
+    outcome = _BACKORDERED if any(line.backordered for line in order.lines) else _ACCEPTED
+    count_on_commit(session, outcome)
+    count_on_commit(session, UNITS_RESERVED, sum(line.allocated for line in order.lines))
 
 
 def refused(error: Exception) -> None:

@@ -39,6 +39,7 @@ from stockflow.inventory.policy import (
     split_request,
 )
 from stockflow.observability import tracing
+from stockflow.orders import metrics as order_metrics
 from stockflow.orders import repository, rules
 from stockflow.orders.repository import StockChange
 from stockflow.orders.schemas import (
@@ -440,6 +441,7 @@ async def place_order(
             available_after=outcome.available_after,
             now=now,
         )
+    order_metrics.placed(session, read)
     if actor.is_staff:
         await audit.record(
             session,

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.api.bodies import json_body, json_request_body, read_body
 from stockflow.api.deps import (
@@ -19,7 +18,7 @@ from stockflow.api.deps import (
 )
 from stockflow.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, IdempotencyDep, idempotency_for
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
-from stockflow.auth.roles import ALL_ROLES, Principal
+from stockflow.auth.roles import ALL_ROLES
 from stockflow.config import Settings
 from stockflow.observability import tracing
 from stockflow.orders import fulfilment, placement, preview, service
@@ -85,13 +84,6 @@ def _limits(settings: Settings) -> service.OrderLimits:
 )
 async def place_order(request: Request) -> JSONResponse:
     limits = _limits(request.app.state.settings)
-    placed: list[OrderRead] = []
-
-    async def place(session: AsyncSession, principal: Principal, data: OrderCreate) -> OrderRead:
-        order = await placement.place_order(session, actor=principal, data=data, limits=limits)
-        placed.append(order)
-        return order
-
     try:
         with tracing.span("place_order"):
             raw = await read_body(request)
@@ -100,17 +92,15 @@ async def place_order(request: Request) -> JSONResponse:
                     request, session, principal, request.headers.get("idempotency-key")
                 )
                 data = json_body(raw, request.headers.get("content-type"), OrderCreate)
-                response = await idempotency.respond(
-                    lambda: place(session, principal, data),
+                return await idempotency.respond(
+                    lambda: placement.place_order(
+                        session, actor=principal, data=data, limits=limits
+                    ),
                     headers=lambda order: {"Location": f"/v1/orders/{order.id}"},
                 )
     except Exception as exc:
         order_metrics.refused(exc)
         raise
-    # Counted once committed, and once per order (never for a replay).
-    for order in placed:
-        order_metrics.placed(order)
-    return response
 
 
 @router.post(
