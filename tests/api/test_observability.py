@@ -38,7 +38,8 @@ from stockflow.observability.logging import configure_logging
 from stockflow.webhooks.secrets import SecretBox
 from stockflow.workers.relay import Relay, RelaySettings
 from stockflow.workers.runner import Heartbeat, _every
-from tests.backorders import adjust, backorder_product, purchase_orders, receive
+from tests.api.test_events import reject_product
+from tests.backorders import backorder_product, purchase_orders, receive
 from tests.conftest import Keys, offline_resolver
 from tests.loopback import free_port, serving
 from tests.receiver import Answer, Received, running_receiver
@@ -76,18 +77,6 @@ def relay_for(settings: Settings, database: Database) -> Relay:
     )
 
 
-async def product(
-    client: httpx.AsyncClient, keys: Keys, sku: str, stock: int, **fields: Any
-) -> None:
-    response = await client.post(
-        "/v1/products",
-        json={"sku": sku, "name": sku, "unit_price": 1000, "currency": "EUR", **fields},
-        headers=keys.staff,
-    )
-    assert response.status_code == 201, response.text
-    await adjust(client, keys, sku, stock)
-
-
 async def order(client: httpx.AsyncClient, keys: Keys, lines: dict[str, int]) -> httpx.Response:
     return await client.post(
         "/v1/orders",
@@ -113,7 +102,7 @@ async def test_metrics_count_a_scripted_workload(
             headers=keys.admin,
         )
         assert response.status_code == 201, response.text
-        await product(client, keys, "MUG-REJECT", stock=5, low_stock_threshold=4)
+        await reject_product(client, keys, "MUG-REJECT", stock=5, low_stock_threshold=4)
         await backorder_product(client, keys, "MUG-BACK", stock=1)
         before = await scrape(client)
 
@@ -179,7 +168,7 @@ async def test_payments_and_refunds_are_counted(
     app: FastAPI, client: httpx.AsyncClient, keys: Keys, settings: Settings
 ) -> None:
     app.state.settings = settings.model_copy(update={"payments": "manual"})
-    await product(client, keys, "MUG-PAID", stock=5)
+    await reject_product(client, keys, "MUG-PAID", stock=5)
     before = await scrape(client)
     placed = await order(client, keys, {"MUG-PAID": 1})
     assert placed.status_code == 201, placed.text
@@ -227,7 +216,7 @@ async def test_readiness_reports_the_worker_heartbeat_and_outbox_lag(
 
     heartbeat = Heartbeat(database)
     await heartbeat.beat()
-    await product(client, keys, "MUG-READY", stock=3)
+    await reject_product(client, keys, "MUG-READY", stock=3)
     await order(client, keys, {"MUG-READY": 1})
     ready = await client.get("/readyz")
     assert ready.status_code == 200
@@ -354,7 +343,7 @@ async def test_one_order_is_one_trace_from_the_request_to_the_webhook_delivery(
             headers=keys.admin,
         )
         assert response.status_code == 201, response.text
-        await product(client, keys, "MUG-TRACE", stock=5)
+        await reject_product(client, keys, "MUG-TRACE", stock=5)
         exporter.clear()
         with captured_logs() as logs:
             placed = await order(client, keys, {"MUG-TRACE": 1})
@@ -438,7 +427,7 @@ async def test_no_secret_or_e_mail_address_reaches_the_logs(
             )
             assert endpoint.status_code == 201, endpoint.text
             secrets.append(endpoint.json()["secret"])
-            await product(client, keys, "MUG-LOGS", stock=2)
+            await reject_product(client, keys, "MUG-LOGS", stock=2)
             await order(client, keys, {"MUG-LOGS": 1})
             await order(client, keys, {"MUG-LOGS": 50})
             relay = relay_for(settings, database)
@@ -506,7 +495,7 @@ async def test_dead_letters_are_counted_by_target(
         headers=keys.admin,
     )
     assert response.status_code == 201, response.text
-    await product(client, keys, "MUG-DEAD", stock=5)
+    await reject_product(client, keys, "MUG-DEAD", stock=5)
     for _ in range(3):
         assert (await order(client, keys, {"MUG-DEAD": 1})).status_code == 201
     relay = relay_for(settings, database)
@@ -643,3 +632,17 @@ async def test_spans_are_exported_over_otlp_http_when_the_environment_asks(
     assert service["service.name"] == "stockflow-test"
     names = [s.name for scope in resource_spans.scope_spans for s in scope.spans]
     assert names == ["place_order"]
+
+
+async def test_a_replayed_order_is_counted_once(client: httpx.AsyncClient, keys: Keys) -> None:
+    await reject_product(client, keys, "MUG-REPLAY", stock=5)
+    before = await scrape(client)
+    body = {"customer_id": keys.customer_id, "lines": [{"sku": "MUG-REPLAY", "quantity": 2}]}
+    headers = {**keys.staff, "Idempotency-Key": "replay-me-1"}
+    first = await client.post("/v1/orders", json=body, headers=headers)
+    again = await client.post("/v1/orders", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true"
+    after = await scrape(client)
+    assert grew(before, after, "stockflow_orders_placed_total", outcome="accepted") == 1
+    assert grew(before, after, "stockflow_units_reserved_total") == 2
