@@ -23,6 +23,7 @@ from stockflow.api.health import sample_pool
 from stockflow.api.idempotency import REPLAYED_HEADER
 from stockflow.api.middleware import RequestContextMiddleware
 from stockflow.api.problems import install_problem_handlers
+from stockflow.api.ratelimit import RateLimiter, RateLimitMiddleware
 from stockflow.api.router import DIRECT_ENDPOINTS, OPENAPI_TAGS, V1_PREFIX, V1_ROUTERS
 from stockflow.auth.usage import KeyUsageRecorder
 from stockflow.config import Environment, Settings
@@ -49,6 +50,8 @@ CORS_EXPOSED_HEADERS = [
     "ETag",
     "Location",
     "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
     REPLAYED_HEADER,
 ]
 
@@ -162,6 +165,13 @@ def create_app(
     _document_signature_scheme(app)
     # Added first, so it runs inside the request context (request id, last-resort 500).
     app.add_middleware(DirectRoutes, routes=_direct_routes(), handlers=app.exception_handlers)
+    # Before any route and any database work; inside CORS, so a browser can read its 429.
+    app.state.rate_limiter = RateLimiter(
+        per_key=settings.rate_limit_per_key,
+        per_address=settings.rate_limit_per_address,
+        storage=settings.rate_limit_storage,
+    )
+    app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter)
     if settings.cors_origins:
         # Inside the request context (so a preflight has its request id and metrics),
         # outside the direct route (so an order placed from a browser gets its headers).

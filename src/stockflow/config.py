@@ -8,12 +8,31 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from limits import RateLimitItem, parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/stockflow.db"
 DEFAULT_SECRET = "change-me"  # noqa: S105  (the placeholder production refuses)
+
+
+def parse_limit(value: str) -> RateLimitItem:
+    """One limit in the ``limits`` notation (``600/minute``, ``20/second``)."""
+    item = parse(value)
+    if item.amount < 1:
+        raise ValueError(f"{value!r}: a limit allows at least one request")
+    return item
+
+
+def storage_uri(value: str) -> str:
+    """The asyncio storage for a ``memory://`` or ``redis://`` (``rediss://``) setting."""
+    scheme, separator, _rest = value.partition("://")
+    if not separator or scheme not in {"memory", "redis", "rediss", "redis+sentinel"}:
+        raise ValueError(
+            f"{value!r}: rate limit storage must be memory:// or a redis:// (rediss://) URL"
+        )
+    return "async+" + value
 
 
 def _for_asyncpg(url: str) -> str:
@@ -111,6 +130,31 @@ class Settings(BaseSettings):
     # Whether those origins may send credentials (cookies, HTTP authentication); never
     # together with the wildcard origin.
     cors_allow_credentials: bool = False
+
+    # Rate limits, in the `limits` notation (`600/minute`, `20/second`): one budget per API
+    # key, and one per client address for requests without a valid key. The per-key default
+    # lets one key place orders as fast as one instance can take them.
+    rate_limit_per_key: str = "60000/minute"
+    rate_limit_per_address: str = "300/minute"
+    # Where the counters live: `memory://` (each process its own) or a redis:// URL, which
+    # every instance shares.
+    rate_limit_storage: str = "memory://"
+    # What one customer may hold at once, so that no one can hoard stock: unpaid open
+    # orders, and units reserved for its open orders. 0 turns a quota off.
+    max_unpaid_orders_per_customer: int = Field(default=50, ge=0)
+    max_reserved_units_per_customer: int = Field(default=100_000, ge=0)
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_address")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _valid_rate_limit_storage(cls, value: str) -> str:
+        storage_uri(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -355,3 +355,27 @@ class PaymentRefused(StockflowError):
         "Nothing was changed, and retrying the same request will not help. "
         "`provider_code` is Stripe's error code, when it gave one."
     )
+
+
+class RateLimited(StockflowError):
+    slug = "rate-limited"
+    title = "Too many requests"
+    status = 429
+    description = (
+        "The API key (or, for a request without a key, the client address) sent more "
+        "requests than its limit allows in the window. Nothing was done. Retry after the "
+        "number of seconds in `Retry-After`; `RateLimit-Policy` gives the limit and "
+        "`RateLimit` what is left of it."
+    )
+
+
+class QuotaExceeded(StockflowError):
+    slug = "quota-exceeded"
+    title = "Customer quota exceeded"
+    status = 429
+    description = (
+        "The order would take the customer past the most unpaid open orders, or the most "
+        "units reserved for its open orders, that one customer may hold (so that no one "
+        "can hoard stock). Nothing was reserved. Pay or cancel open orders, or ask the "
+        "operator to raise the quota; `limit`, `current` and `requested` say which."
+    )

@@ -55,6 +55,12 @@ HTTP_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+RATE_LIMITED = Counter(
+    "stockflow_rate_limited_total",
+    "Requests refused with 429 for being over a rate limit, by policy (per-key, per-address).",
+    ["policy"],
+)
+
 # Database
 DB_STATEMENTS = Histogram(
     "stockflow_db_statements_per_request",
