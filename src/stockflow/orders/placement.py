@@ -24,6 +24,7 @@ from stockflow.errors import (
     BackorderNeedsSupplier,
     InsufficientStock,
     InvalidRequest,
+    QuotaExceeded,
     UnknownCustomer,
 )
 from stockflow.events import outbox
@@ -337,6 +338,35 @@ async def _replenish(
     )
 
 
+async def _within_quota(
+    session: AsyncSession, customer_id: str, outcomes: list[LineOutcome], limits: OrderLimits
+) -> None:
+    """Refuse an unpaid order that would take its customer past the quota on unpaid orders
+    or on the units they hold reserved, so that no customer can hoard stock by ordering
+    and never paying. Called after the reservation, so it counts the units this order
+    really reserves; the refusal rolls the reservation back."""
+    if not (limits.max_unpaid_orders or limits.max_unpaid_units):
+        return
+    held = await repository.unpaid_holdings(session, customer_id)
+    if held is None:
+        return
+    units = sum(outcome.allocated for outcome in outcomes)
+    for quota, limit, current, requested in (
+        ("unpaid_orders", limits.max_unpaid_orders, held.orders, 1),
+        ("reserved_units", limits.max_unpaid_units, held.units, units),
+    ):
+        if limit and current + requested > limit:
+            raise QuotaExceeded(
+                f"Customer {customer_id} may hold at most {limit} "
+                + ("unpaid orders" if quota == "unpaid_orders" else "units reserved unpaid")
+                + f"; it holds {current}, and this order would add {requested}.",
+                quota=quota,
+                limit=limit,
+                current=current,
+                requested=requested,
+            )
+
+
 async def place_order(
     session: AsyncSession, *, actor: Principal, data: OrderCreate, limits: OrderLimits
 ) -> OrderRead:
@@ -354,6 +384,11 @@ async def place_order(
         )
         checked = _checked(actor, data, customer_id, requested, catalog)
         outcomes = await _reserve(session, checked, reserved, now)
+    status = initial_status(
+        payment_required=payment_required(limits.payment_provider, checked.priced.total)
+    )
+    if status is OrderStatus.PENDING_PAYMENT:
+        await _within_quota(session, checked.customer_id, outcomes, limits)
     order_id = new_id("ord")
     line_ids = {line.product_id: new_id("oli") for line in checked.priced.lines}
     # Product rows after every stock row, in the same SKU order.
@@ -362,9 +397,6 @@ async def place_order(
         with tracing.span("replenish", **{"stockflow.products": len(needing)}):
             await _replenish(session, actor, checked, needing, order_id, line_ids, limits, now)
 
-    status = initial_status(
-        payment_required=payment_required(limits.payment_provider, checked.priced.total)
-    )
     by_product = {outcome.line.product_id: outcome for outcome in outcomes}
     line_rows: list[dict[str, Any]] = [
         {

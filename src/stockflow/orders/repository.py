@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockflow.db.base import table_of
@@ -254,6 +254,43 @@ async def reserve_from_catalog(
             changes[row[0]] = StockChange(row[0], row[11], row[12], row[13])
     catalog = OrderCatalog(entries, product_rules, all(row[10] for row in rows))
     return catalog, changes
+
+
+@dataclass(frozen=True, slots=True)
+class UnpaidHoldings:
+    """What a customer holds without having paid: orders awaiting payment, and the units
+    reserved for them."""
+
+    orders: int
+    units: int
+
+
+async def unpaid_holdings(session: AsyncSession, customer_id: str) -> UnpaidHoldings | None:
+    """The customer's unpaid orders and units, with the customer's row locked until the
+    transaction ends, so that two orders of one customer placed at once are counted one
+    after the other (None: no such customer).
+
+    The lock comes first, in a statement of its own: a statement that waited for a lock
+    still reads what was committed before it began, so a count made by the statement that
+    waited would miss the order that the lock's holder has just committed. Only orders that
+    wait for payment pay for these reads, and they are few per customer: the quota bounds
+    them."""
+    locked = await session.scalar(
+        select(Customer.id).where(Customer.id == customer_id).with_for_update()
+    )
+    if locked is None:
+        return None
+    unpaid = (Order.customer_id == customer_id) & (Order.status == "pending_payment")
+    orders = select(func.count()).select_from(Order).where(unpaid).scalar_subquery()
+    units = (
+        select(func.coalesce(func.sum(OrderLine.allocated), 0))
+        .select_from(OrderLine)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(unpaid)
+        .scalar_subquery()
+    )
+    row = (await session.execute(select(orders, units))).one()
+    return UnpaidHoldings(int(row[0]), int(row[1]))
 
 
 async def reserve(

@@ -45,6 +45,8 @@ def _limits(settings: Settings) -> service.OrderLimits:
         max_quantity=settings.max_quantity_per_line,
         po_consolidation_seconds=settings.po_consolidation_seconds,
         payment_provider=PaymentProvider(settings.payments),
+        max_unpaid_orders=settings.max_unpaid_orders_per_customer,
+        max_unpaid_units=settings.max_reserved_units_per_customer,
     )
 
 

@@ -26,6 +26,10 @@ class OrderLimits:
     max_quantity: int
     po_consolidation_seconds: int = 0
     payment_provider: PaymentProvider = PaymentProvider.NONE
+    max_unpaid_orders: int = 0
+    """Unpaid open orders one customer may hold at once; 0: no quota."""
+    max_unpaid_units: int = 0
+    """Units one customer's unpaid orders may hold reserved at once; 0: no quota."""
 
 
 def customer_for(actor: Principal, requested: str | None) -> str:

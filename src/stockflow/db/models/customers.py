@@ -21,3 +21,5 @@ class Customer(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the customer's personal data was erased; the record stays for the ledger.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -52,6 +52,13 @@ class Order(Base):
             sqlite_where=text("status = 'pending_payment'"),
         ),
         Index("ix_orders_status_id", "status", "id"),
+        # The quota on unpaid orders: one customer's orders still waiting for payment.
+        Index(
+            "ix_orders_customer_unpaid",
+            "customer_id",
+            postgresql_where=text("status = 'pending_payment'"),
+            sqlite_where=text("status = 'pending_payment'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
