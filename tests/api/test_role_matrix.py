@@ -91,6 +91,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/customers", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/customers/{own_customer}", None, (200, 200, 200, 200, 401)),
     ("GET", "/v1/customers/{other_customer}", None, (200, 200, 200, 404, 401)),
+    # Erasure: admin only, whoever's customer it is.
+    ("POST", "/v1/customers/{other_customer}/erase", None, (200, 403, 403, 403, 401)),
     # Orders: place, read, cancel for every role, a customer only its own; ship: admin, staff.
     ("POST", "/v1/orders", ORDER_FOR_OWN, (201, 201, 201, 201, 401)),
     ("POST", "/v1/orders", ORDER_FOR_OTHER, (201, 201, 201, 404, 401)),

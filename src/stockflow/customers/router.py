@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
-from stockflow.api.deps import AnyPrincipal, ListParamsDep, SessionDep, require
+from stockflow.api.deps import AdminPrincipal, AnyPrincipal, ListParamsDep, SessionDep, require
 from stockflow.api.idempotency import IdempotencyDep
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth.roles import Principal, Role
@@ -62,3 +62,24 @@ async def get_customer(
     customer_id: ResourceId, session: SessionDep, principal: AnyPrincipal
 ) -> CustomerRead:
     return await service.get_customer(session, viewer=principal, customer_id=customer_id)
+
+
+@router.post(
+    "/{customer_id}/erase",
+    summary="Erase a customer's personal data",
+    description=(
+        "Admin keys only. Removes the customer's name, e-mail, phone, `external_ref` and "
+        "metadata, and every copy of them: in its orders (metadata, cancel reasons), "
+        "payments (references), refunds (reasons), events, audit records, stored "
+        "idempotent responses, payment provider messages and delivery errors. Quantities, "
+        "money, order and payment history and the stock ledger are kept. The customer's "
+        "API keys are revoked. The customer reads back as `Erased customer` with "
+        "`erased_at` set. Safe to repeat. Events already delivered to webhook endpoints "
+        "and mail already sent are outside the service: erase them there."
+    ),
+    responses={404: {"description": "No such customer"}},
+)
+async def erase_customer(
+    customer_id: ResourceId, session: SessionDep, principal: AdminPrincipal
+) -> CustomerRead:
+    return await service.erase_customer(session, actor=principal, customer_id=customer_id)

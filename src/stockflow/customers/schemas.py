@@ -35,3 +35,6 @@ class CustomerRead(ReadModel):
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = Field(
+        description="When the customer's personal data was erased; null until then."
+    )

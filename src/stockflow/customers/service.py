@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockflow.audit import service as audit
 from stockflow.auth.roles import Principal
 from stockflow.customers import repository
+from stockflow.customers.erasure import PersonalData
 from stockflow.customers.schemas import CustomerCreate, CustomerRead
 from stockflow.db.models import Customer
 from stockflow.db.pagination import Page
@@ -75,3 +76,47 @@ async def list_customers(
     only_id = viewer.customer_id if viewer.is_customer else None
     page = await repository.list_page(session, limit=limit, cursor=cursor, only_id=only_id)
     return Page([CustomerRead.model_validate(c) for c in page.items], page.next_cursor)
+
+
+async def erase_customer(
+    session: AsyncSession, *, actor: Principal, customer_id: str
+) -> CustomerRead:
+    """Erase the customer's personal data everywhere it was kept, keeping its orders'
+    quantities and money, its payments and the stock ledger; revoke its API keys.
+
+    Erasing again finds what a later copy may have added, so it is safe to repeat. The
+    audit record says who erased whom and when, and holds no personal data itself.
+    """
+    found = await repository.footprint(session, customer_id)
+    if found is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    customer = found.customer
+    personal = PersonalData.of(
+        name=customer.name,
+        email=customer.email,
+        phone=customer.phone,
+        external_ref=customer.external_ref,
+        documents=[customer.metadata_, *found.orders.values()],
+    )
+    before = {"id": customer.id, "erased_at": _iso(customer.erased_at)}
+    now = datetime.now(UTC)
+    await repository.erase_records(session, found, personal, now=now)
+    read = CustomerRead.model_validate(customer)
+    await audit.record(
+        session,
+        actor=actor,
+        action="customer.erased",
+        resource_type="customer",
+        resource_id=customer.id,
+        before=before,
+        after={
+            **read.model_dump(mode="json"),
+            "orders": len(found.orders),
+            "api_keys_revoked": found.keys,
+        },
+    )
+    return read
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
