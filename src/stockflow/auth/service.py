@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,13 +52,27 @@ async def create_key(
             "A key cannot be created already expired.",
             errors=[{"location": "body.expires_at", "message": "must be in the future"}],
         )
-    created, _key = await _issue(session, actor=actor, data=data, now=now)
+    created = await _issue(session, actor=actor, data=data, now=now)
+    await audit.record(
+        session,
+        actor=actor,
+        action="api_key.created",
+        resource_type="api_key",
+        resource_id=created.id,
+        before=None,
+        after=_shown(created),
+    )
     return created
+
+
+def _shown(created: ApiKeyCreated) -> dict[str, Any]:
+    """The key's read view, for the audit trail: never the key itself."""
+    return created.model_dump(mode="json", exclude={"key"})
 
 
 async def _issue(
     session: AsyncSession, *, actor: Principal, data: ApiKeyCreate, now: datetime
-) -> tuple[ApiKeyCreated, ApiKey]:
+) -> ApiKeyCreated:
     raw_key = generate_key()
     key = await repository.add(
         session,
@@ -73,24 +88,17 @@ async def _issue(
             expires_at=data.expires_at,
         ),
     )
-    read = ApiKeyRead.model_validate(key)
-    await audit.record(
-        session,
-        actor=actor,
-        action="api_key.created",
-        resource_type="api_key",
-        resource_id=key.id,
-        before=None,
-        after=read.model_dump(mode="json"),
-    )
-    return ApiKeyCreated(**read.model_dump(), key=raw_key), key
+    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=raw_key)
 
 
 async def rotate_key(
     session: AsyncSession, *, actor: Principal, key_id: str, data: ApiKeyRotate
 ) -> ApiKeyCreated:
     """A new key with the old one's name, role and customer; the old one keeps working for
-    the grace period (never longer than it already would), then is refused."""
+    the grace period (never longer than it already would), then is refused.
+
+    A rotation is one change and writes one audit record, on the old key, with the
+    replacement's read view in ``after``; the old key's ``replaced_by`` names it."""
     old = await repository.get(session, key_id)
     if old is None:
         raise NotFound(f"API key {key_id} does not exist.")
@@ -100,7 +108,7 @@ async def rotate_key(
     if old.replaced_by is not None:
         raise InvalidRequest(f"API key {key_id} was already rotated, to {old.replaced_by}.")
     before = ApiKeyRead.model_validate(old)
-    created, _new = await _issue(
+    created = await _issue(
         session,
         actor=actor,
         data=ApiKeyCreate.model_construct(
@@ -124,7 +132,10 @@ async def rotate_key(
         resource_type="api_key",
         resource_id=key_id,
         before=before.model_dump(mode="json"),
-        after=ApiKeyRead.model_validate(old).model_dump(mode="json"),
+        after={
+            **ApiKeyRead.model_validate(old).model_dump(mode="json"),
+            "replacement": _shown(created),
+        },
     )
     return created
 

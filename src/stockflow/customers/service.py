@@ -98,7 +98,10 @@ async def erase_customer(
         external_ref=customer.external_ref,
         documents=[customer.metadata_, *found.orders.values()],
     )
-    before = {"id": customer.id, "erased_at": _iso(customer.erased_at)}
+    before = {
+        "id": customer.id,
+        "erased_at": CustomerRead.model_validate(customer).model_dump(mode="json")["erased_at"],
+    }
     now = datetime.now(UTC)
     await repository.erase_records(session, found, personal, now=now)
     read = CustomerRead.model_validate(customer)
@@ -116,7 +119,3 @@ async def erase_customer(
         },
     )
     return read
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()

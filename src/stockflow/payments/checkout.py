@@ -47,6 +47,7 @@ from stockflow.payments.rules import (
     still_due,
 )
 from stockflow.payments.schemas import PaymentIntentRead
+from stockflow.payments.service import record_intent_audit
 
 _POLL_SECONDS = 0.05
 log = get_logger(__name__)
@@ -257,6 +258,8 @@ async def payment_intent(
         assert order is not None
         order.payment_lease_until = None
         payment = await record_intent(session, order, intent)
+        if viewer.is_staff:
+            await record_intent_audit(session, actor=viewer, order=order, payment=payment)
         status = OrderStatus(order.status)
         if status is OrderStatus.PENDING_PAYMENT or payment.status == "succeeded":
             # Still to pay, or paid through this very PaymentIntent meanwhile.

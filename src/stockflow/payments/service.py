@@ -140,3 +140,21 @@ async def record_manual_payment(
         },
     )
     return read
+
+
+async def record_intent_audit(
+    session: AsyncSession, *, actor: Principal, order: Order, payment: Payment
+) -> None:
+    """Audit a PaymentIntent asked for by an admin or staff key, shaped like a recorded
+    payment: the order's status and ``amount_paid`` (which only Stripe's confirmation
+    moves), and the payment it now waits for in ``after``."""
+    state = {"status": order.status, "amount_paid": order.amount_paid}
+    await audit.record(
+        session,
+        actor=actor,
+        action="payment_intent.created",
+        resource_type="order",
+        resource_id=order.id,
+        before=state,
+        after={**state, "payment": payment_read(payment).model_dump(mode="json")},
+    )

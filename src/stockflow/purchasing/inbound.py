@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -22,6 +24,7 @@ from stockflow.observability.logging import get_logger
 from stockflow.purchasing import inbox_repository, po_service
 from stockflow.purchasing import repository as suppliers
 from stockflow.purchasing.inbound_schemas import InboundAccepted, SigningSecret, SupplierMessage
+from stockflow.purchasing.schemas import SupplierRead
 from stockflow.webhooks.secrets import SecretBox, rotate
 
 log = get_logger(__name__)
@@ -112,6 +115,20 @@ async def keep(
     return InboundAccepted(id=message_id, duplicate=not new)
 
 
+def _audited(supplier: Supplier) -> dict[str, Any]:
+    """The supplier as the API shows it, with what may be told of its signing secret: only
+    whether it has one, and until when a replaced one is honoured."""
+    return {
+        **SupplierRead.model_validate(supplier).model_dump(mode="json"),
+        **to_jsonable_python(
+            {
+                "has_signing_secret": supplier.secret is not None,
+                "previous_secret_expires_at": supplier.previous_secret_expires_at,
+            }
+        ),
+    }
+
+
 async def issue_secret(
     session: AsyncSession, *, actor: Principal, box: SecretBox, supplier_id: str
 ) -> SigningSecret:
@@ -121,6 +138,7 @@ async def issue_secret(
     supplier = await suppliers.get_supplier_for_update(session, supplier_id)
     if supplier is None:
         raise NotFound(f"Supplier {supplier_id} does not exist.")
+    before = _audited(supplier)
     rotation = rotate(box, supplier.secret, now=datetime.now(UTC))
     supplier.secret = rotation.sealed
     supplier.previous_secret = rotation.previous
@@ -132,8 +150,8 @@ async def issue_secret(
         action="supplier.signing_secret_issued",
         resource_type="supplier",
         resource_id=supplier_id,
-        before=None,
-        after={"previous_secret_expires_at": None if expires is None else expires.isoformat()},
+        before=before,
+        after=_audited(supplier),
     )
     return SigningSecret(secret=rotation.secret, previous_secret_expires_at=expires)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -241,24 +242,33 @@ async def retry_delivery(
         if delivery.status == "pending"
         else max(delivery.attempts + 1, delivery.max_attempts)
     )
+    # Its attempts cannot change while its row is locked and no lease is out.
+    event_type = (await repository.event_types(session, [delivery.event_id]))[delivery.event_id]
+    attempts = (await repository.attempts_of(session, [delivery_id]))[delivery_id]
+    before = _delivery_read(delivery, event_type, attempts)
+    max_attempts_before = delivery.max_attempts
     await repository.retry_delivery(
         session, delivery_id=delivery_id, now=now, max_attempts=max_attempts
     )
     delivery = await repository.get_delivery(session, delivery_id)
     assert delivery is not None
-    types = await repository.event_types(session, [delivery.event_id])
-    attempts = await repository.attempts_of(session, [delivery_id])
-    read = _delivery_read(delivery, types[delivery.event_id], attempts[delivery_id])
+    read = _delivery_read(delivery, event_type, attempts)
     await audit.record(
         session,
         actor=actor,
         action="webhook_delivery.retried",
         resource_type="webhook_delivery",
         resource_id=delivery_id,
-        before=None,
-        after={"status": read.status, "max_attempts": max_attempts},
+        before=_audited_delivery(before, max_attempts_before),
+        after=_audited_delivery(read, max_attempts),
     )
     return read
+
+
+def _audited_delivery(read: DeliveryRead, max_attempts: int) -> dict[str, Any]:
+    """A delivery as the API shows it, without the attempts a retry leaves as they were,
+    and with the number of attempts it is allowed, which a retry may raise."""
+    return {**read.model_dump(mode="json", exclude={"attempts"}), "max_attempts": max_attempts}
 
 
 async def replay(
