@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from stockflow.app import create_app
+from stockflow.auth.keys import generate_key
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from tests.conftest import Keys
@@ -104,6 +105,40 @@ async def test_calls_without_a_valid_key_share_the_address_budget(
         assert_refused(refused, policy="per-address", quota=3, window=60)
         # A valid key is counted as itself, not by the address it comes from.
         assert (await client.get("/v1/products", headers=keys.staff)).status_code == 200
+
+
+async def test_guessing_keys_spends_the_address_budget(
+    settings: Settings, database: Database, keys: Keys
+) -> None:
+    limited = settings.model_copy(update={"rate_limit_per_address": "3/minute"})
+    app = create_app(limited, database=database)
+    guesser = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 4000)),
+        base_url="http://stockflow.test",
+    )
+    neighbour = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.8", 4000)),
+        base_url="http://stockflow.test",
+    )
+    async with guesser, neighbour:
+        # Each guess has a valid checksum, so each is a key with a budget of its own; its
+        # failure is what counts against the address.
+        for _ in range(3):
+            guess = {"Authorization": f"Bearer {generate_key()}"}
+            assert (await guesser.get("/v1/products", headers=guess)).status_code == 401
+        assert_refused(
+            await guesser.get(
+                "/v1/products", headers={"Authorization": f"Bearer {generate_key()}"}
+            ),
+            policy="per-address",
+            quota=3,
+            window=60,
+        )
+        # Until the window ends, that address is refused whatever key it sends; another
+        # address is not.
+        assert (await guesser.get("/v1/products", headers=keys.staff)).status_code == 429
+        assert (await neighbour.get("/v1/products", headers=keys.staff)).status_code == 200
+    await app.state.key_usage.drain()
 
 
 async def test_the_default_budget_lets_a_key_place_orders_in_bulk(
