@@ -90,6 +90,12 @@ def _requested(
 ) -> tuple[str, list[rules.RequestedLine]]:
     """The ordering customer and the order's lines, one per SKU, as the client listed them."""
     customer_id = customer_for(actor, data.customer_id)
+    if actor.is_customer and data.discount_amount:
+        # The storefront prices an order; a customer ordering directly pays the full price.
+        raise InvalidRequest(
+            "A customer key may not set discount_amount.",
+            errors=[{"location": "body.discount_amount", "message": "not allowed for customers"}],
+        )
     requested = rules.merge_lines(
         ((line.sku, line.quantity) for line in data.lines), max_quantity=limits.max_quantity
     )

@@ -53,7 +53,14 @@ class OrderCreate(WriteModel):
     )
     shipping_amount: Money = Field(default=0, examples=[490])
     tax_amount: Money = Field(default=0, examples=[0])
-    discount_amount: Money = Field(default=0, examples=[0])
+    discount_amount: Money = Field(
+        default=0,
+        description=(
+            "Set by the storefront (admin, staff and service keys): a customer key may not "
+            "grant itself a discount."
+        ),
+        examples=[0],
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form data kept with the order."
     )
