@@ -26,6 +26,7 @@ CUSTOMER_FIELDS = {
     "metadata",
     "created_at",
     "updated_at",
+    "erased_at",
 }
 
 
@@ -55,6 +56,7 @@ async def test_create_customer(client: httpx.AsyncClient, keys: Keys, role: str)
     for field, value in payload.items():
         assert body[field] == value
     assert body["created_at"] == body["updated_at"]
+    assert body["erased_at"] is None
 
     again = await client.get(f"/v1/customers/{body['id']}", headers=keys.for_role(role))
     assert again.status_code == 200

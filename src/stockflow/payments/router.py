@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -13,8 +15,9 @@ from stockflow.api.deps import (
     get_database,
 )
 from stockflow.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, IdempotencyDep, checked_key
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ReadModel, ResourceId
-from stockflow.auth.roles import ALL_ROLES, Role
+from stockflow.auth.roles import ALL_ROLES, Principal, Role
 from stockflow.errors import NotFound
 from stockflow.payments import refunds, service, stripe_events
 from stockflow.payments.checkout import Checkout, payment_intent, refuse_without_stripe
@@ -28,6 +31,16 @@ from stockflow.payments.schemas import (
 
 router = APIRouter(prefix="/orders", tags=["Payments"])
 STAFF_ROLES = frozenset({Role.ADMIN, Role.STAFF})
+
+
+async def staff_caller(request: Request) -> Principal:
+    """The staff or admin caller, from a read transaction that ends before the endpoint
+    runs (it may wait for Stripe). A dependency, so that the caller's key and role are
+    checked before the body is validated, as for every other operation."""
+    return await authenticated_caller(request, STAFF_ROLES)
+
+
+StaffCaller = Annotated[Principal, Depends(staff_caller)]
 
 
 @router.post(
@@ -44,6 +57,7 @@ STAFF_ROLES = frozenset({Role.ADMIN, Role.STAFF})
         "`payment-provider-mismatch`. Staff. Send `Idempotency-Key` to make retries safe."
     ),
     responses={
+        **problem_responses(403),
         409: {"description": "The order is not paid by recorded payments"},
         422: {"description": "More than the order still owes"},
     },
@@ -118,7 +132,10 @@ class StripeAck(ReadModel):
         "Each event is kept once by its id and answered at once; the worker applies it. "
         "404 where payments are not `stripe`."
     ),
-    responses={400: {"description": "Bad, missing or stale signature"}},
+    responses={
+        400: {"description": "Bad, missing or stale signature"},
+        404: {"description": "Payments are not `stripe` here"},
+    },
     openapi_extra={
         "security": [{"StripeSignature": []}],
         "requestBody": {
@@ -155,11 +172,15 @@ async def stripe_webhook(request: Request) -> StripeAck:
         "made. With the same `Idempotency-Key`, a retry answers the refund the first request "
         "made, as it is now, and Stripe is asked with the same derived key. Staff."
     ),
-    responses={422: {"description": "More than is left to refund"}},
+    responses={
+        **problem_responses(403),
+        422: {"description": "More than is left to refund"},
+    },
     openapi_extra={"security": BEARER_SECURITY, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def refund_order(order_id: ResourceId, data: RefundCreate, request: Request) -> RefundRead:
-    principal = await authenticated_caller(request, STAFF_ROLES)
+async def refund_order(
+    order_id: ResourceId, principal: StaffCaller, data: RefundCreate, request: Request
+) -> RefundRead:
     key = checked_key(request.headers.get("idempotency-key"))
     database = get_database(request)
     async with database.transaction() as session:
