@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse
 from stockflow.audit import service
 from stockflow.audit.schemas import AuditEventRead
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/audit-events", tags=["Audit"])
         "`resource_id`, by `actor_id` (a key's id, or `cli`) and by `action` (such as "
         "`product.updated` or `api_key.revoked`). Admin only."
     ),
+    responses=problem_responses(403),
 )
 async def list_audit_events(
     session: SessionDep,

@@ -7,11 +7,13 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth import service
 from stockflow.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyRotate
 
-router = APIRouter(prefix="/api-keys", tags=["API keys"])
+# Every operation here is the admin's alone.
+router = APIRouter(prefix="/api-keys", tags=["API keys"], responses=problem_responses(403))
 
 
 @router.post(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -24,6 +24,11 @@ class ApiKeyCreate(WriteModel):
             "replaced_by",
         }
     )
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"role": {"const": Role.CUSTOMER.value}}, "required": ["role"]},
+        "then": {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+        "else": {"properties": {"customer_id": {"type": "null"}}},
+    }
 
     name: str = Field(min_length=1, max_length=200, examples=["Storefront backend"])
     role: Role = Field(examples=["service"])

@@ -13,6 +13,7 @@ from stockflow.api.deps import (
     StaffPrincipal,
 )
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, SkuPath
 from stockflow.catalog import service
 from stockflow.catalog.schemas import ProductCreate, ProductRead, ProductUpdate
@@ -32,7 +33,17 @@ _ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update sa
         "Unknown or read-only fields are refused (422); an existing SKU is 409. Staff."
     ),
     response_model=ProductRead,
-    responses={201: {"headers": _ETAG_HEADER}},
+    responses={
+        201: {"headers": _ETAG_HEADER},
+        **problem_responses(403),
+        409: {"description": "A product with this SKU exists (`already-exists`)"},
+        422: {
+            "description": (
+                "Invalid product, an unknown or inactive supplier, or `backorder` without "
+                "suppliers (`backorder-needs-supplier`)"
+            )
+        },
+    },
 )
 async def create_product(
     data: ProductCreate,
@@ -92,7 +103,7 @@ async def get_product(
         "is unchanged since that ETag (else 412). The SKU is immutable; set `active: false` "
         "to withdraw a product. Staff."
     ),
-    responses={200: {"headers": _ETAG_HEADER}},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(403, 412)},
 )
 async def update_product(
     sku: SkuPath,

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StrictBool, StringConstraints, ValidationInfo, field_validator
 from pydantic_extra_types.currency_code import ISO4217
 
-from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.api.schemas import JsonObject, Omittable, ReadModel, WriteModel
 from stockflow.inventory.policy import MAX_BUFFER_PCT, ShortagePolicy
 from stockflow.purchasing.schemas import SupplierProductCreate
 
@@ -54,14 +54,23 @@ class ProductCreate(WriteModel):
     """A sellable SKU. The SKU is its permanent key: it cannot be changed later."""
 
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED
+    # What `check_reorder_levels` requires that JSON Schema can say (not that the bound is at
+    # least the point).
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"reorder_up_to": {"type": "integer"}}, "required": ["reorder_up_to"]},
+        "then": {
+            "properties": {"reorder_point": {"type": "integer"}},
+            "required": ["reorder_point"],
+        },
+    }
 
     sku: Sku = Field(examples=["MUG-BLUE-330"])
     name: ProductName = Field(examples=["Blue mug, 330 ml"])
     description: str | None = Field(default=None, max_length=5000)
     unit_price: MinorUnits = Field(examples=[1290])
     currency: ISO4217 = Field(examples=["EUR"], description="ISO 4217 code.")
-    active: bool = Field(default=True, description="Inactive products cannot be ordered.")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    active: StrictBool = Field(default=True, description="Inactive products cannot be ordered.")
+    metadata: JsonObject = Field(default_factory=dict)
     shortage_policy: ShortagePolicy | None = Field(
         default=None,
         description=(
@@ -121,14 +130,14 @@ class ProductUpdate(WriteModel):
 
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku"}
 
-    name: ProductName | None = None
+    name: Omittable[ProductName] = None
     description: str | None = Field(default=None, max_length=5000)
-    unit_price: MinorUnits | None = None
-    currency: ISO4217 | None = None
-    active: bool | None = Field(default=None, examples=[False])
-    metadata: dict[str, Any] | None = None
-    shortage_policy: ShortagePolicy | None = None
-    replenish_buffer_pct: BufferPct | None = None
+    unit_price: Omittable[MinorUnits] = None
+    currency: Omittable[ISO4217] = None
+    active: Omittable[StrictBool] = Field(default=None, examples=[False])
+    metadata: Omittable[JsonObject] = None
+    shortage_policy: Omittable[ShortagePolicy] = None
+    replenish_buffer_pct: Omittable[BufferPct] = None
     reorder_point: StockLevelSetting | None = Field(
         default=None, description="null removes the reorder point (and reorder_up_to)."
     )
@@ -136,24 +145,6 @@ class ProductUpdate(WriteModel):
     low_stock_threshold: StockLevelSetting | None = Field(
         default=None, description="null removes the threshold (no more `stock.low`)."
     )
-
-    @field_validator(
-        "name",
-        "unit_price",
-        "currency",
-        "active",
-        "metadata",
-        "shortage_policy",
-        "replenish_buffer_pct",
-        mode="before",
-    )
-    @classmethod
-    def _no_null_for_required(cls, value: Any) -> Any:
-        # Omitted means "leave as is"; an explicit null would erase a required field. Checked
-        # per field so that the error's location names the field (body.name).
-        if value is None:
-            raise ValueError("cannot be null; omit the field to leave it unchanged")
-        return value
 
 
 class ProductRead(ReadModel):

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, AnyPrincipal, ListParamsDep, SessionDep, require
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.auth.roles import Principal, Role
 from stockflow.customers import service
@@ -26,6 +27,15 @@ CreatorPrincipal = Annotated[Principal, Depends(require(Role.ADMIN, Role.STAFF, 
         "`Idempotency-Key` to make retries safe."
     ),
     response_model=CustomerRead,
+    responses={
+        **problem_responses(403),
+        409: {
+            "description": (
+                "`external_ref` already taken (`already-exists`), or another request with this "
+                "`Idempotency-Key` still running (`idempotency-key-in-use`)"
+            )
+        },
+    },
 )
 async def create_customer(
     data: CustomerCreate,
@@ -77,7 +87,7 @@ async def get_customer(
         "`erased_at` set. Safe to repeat. Events already delivered to webhook endpoints "
         "and mail already sent are outside the service: erase them there."
     ),
-    responses={404: {"description": "No such customer"}},
+    responses={**problem_responses(403), 404: {"description": "No such customer"}},
 )
 async def erase_customer(
     customer_id: ResourceId, session: SessionDep, principal: AdminPrincipal

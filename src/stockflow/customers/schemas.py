@@ -3,16 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.api.schemas import Email, JsonObject, ReadModel, WriteModel
 
 
 class CustomerCreate(WriteModel):
     """A customer who places orders, as the storefront knows them."""
 
     name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
-    email: EmailStr | None = Field(default=None, examples=["ada@example.com"])
+    email: Email | None = Field(default=None, examples=["ada@example.com"])
     phone: str | None = Field(default=None, max_length=40, examples=["+44 20 7946 0000"])
     external_ref: str | None = Field(
         default=None,
@@ -21,7 +21,7 @@ class CustomerCreate(WriteModel):
         description="The storefront's own id for this customer; unique.",
         examples=["shopify:7781"],
     )
-    metadata: dict[str, Any] = Field(
+    metadata: JsonObject = Field(
         default_factory=dict, description="Free-form data kept with the customer."
     )
 

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from stockflow.api.deps import ListParamsDep, SessionDep, StaffPrincipal
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.events import service
 from stockflow.events.schemas import EventRead
@@ -24,6 +25,7 @@ _TYPES = "\n".join(f"- `{kind.value}`: {text}" for kind, text in DESCRIPTIONS.it
         "`type` (repeat it for several) and by `object_id` (an order's, a purchase "
         "order's or a product's id).\n\nTypes:\n" + _TYPES
     ),
+    responses=problem_responses(403),
 )
 async def list_events(
     session: SessionDep,
@@ -46,7 +48,12 @@ async def list_events(
     return ListResponse(data=page.items, next_cursor=page.next_cursor)
 
 
-@router.get("/{event_id}", summary="Get an event", description="Staff and admin keys.")
+@router.get(
+    "/{event_id}",
+    summary="Get an event",
+    description="Staff and admin keys.",
+    responses=problem_responses(403),
+)
 async def get_event(
     event_id: ResourceId, session: SessionDep, principal: StaffPrincipal
 ) -> EventRead:

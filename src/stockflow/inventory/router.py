@@ -11,6 +11,7 @@ from stockflow.api.deps import (
     StaffPrincipal,
 )
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, SkuPath
 from stockflow.inventory import service
 from stockflow.inventory.schemas import (
@@ -49,6 +50,10 @@ async def get_inventory(
         "retries safe."
     ),
     response_model=AdjustmentRead,
+    responses={
+        **problem_responses(403),
+        409: {"description": "Less would be on hand than is reserved (`stock-below-reserved`)"},
+    },
 )
 async def adjust_stock(
     sku: SkuPath,
@@ -66,6 +71,7 @@ async def adjust_stock(
     "/{sku}/movements",
     summary="List stock movements",
     description="The ledger of one product, newest first. Admin, staff and service keys.",
+    responses=problem_responses(403),
 )
 async def list_movements(
     sku: SkuPath, session: SessionDep, principal: ReaderPrincipal, params: ListParamsDep

@@ -49,6 +49,7 @@ class AdjustmentCreate(WriteModel):
         le=MAX_ADJUSTMENT,
         description="Units added (positive) or removed (negative); not zero.",
         examples=[24],
+        json_schema_extra={"not": {"const": 0}},
     )
     reason: str = Field(
         min_length=1,

@@ -17,6 +17,7 @@ from stockflow.api.deps import (
     read_only_transaction,
 )
 from stockflow.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, IdempotencyDep, idempotency_for
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId, UtcTimestamp
 from stockflow.auth.roles import ALL_ROLES
 from stockflow.config import Settings
@@ -68,11 +69,18 @@ def _limits(settings: Settings) -> service.OrderLimits:
         "`Idempotency-Key` to make retries safe."
     ),
     responses={
+        404: {"description": "A customer key naming another customer (`not-found`)"},
         409: {"description": "Insufficient stock of a `reject` product"},
         422: {
             "description": (
                 "Invalid order, or a `backorder` product short of stock without an active "
                 "supplier (`backorder-needs-supplier`)"
+            )
+        },
+        429: {
+            "description": (
+                "Over the key's or address's rate limit (`rate-limited`), or the customer "
+                "would pass its quota of unpaid orders or units (`quota-exceeded`)"
             )
         },
     },
@@ -117,6 +125,7 @@ async def place_order(request: Request) -> JSONResponse:
         "`insufficient-stock` for a short `reject` line)."
     ),
     responses={
+        404: {"description": "A customer key naming another customer (`not-found`)"},
         409: {"description": "Insufficient stock of a `reject` product"},
         422: {
             "description": (
@@ -195,6 +204,16 @@ async def get_order(
         "Partial shipments are allowed; when every unit has shipped the order is `shipped`. "
         "More than is reserved and unshipped → 409 `shipment-exceeds-reserved`. Staff."
     ),
+    responses={
+        **problem_responses(403),
+        409: {
+            "description": (
+                "More than is reserved and unshipped (`shipment-exceeds-reserved`), an order "
+                "that cannot ship in its state (`invalid-state-transition`), or another "
+                "request with this `Idempotency-Key` still running (`idempotency-key-in-use`)"
+            )
+        },
+    },
 )
 async def ship_order(
     order_id: ResourceId,
@@ -217,6 +236,14 @@ async def ship_order(
         "Customers may cancel their own orders before anything has shipped. A shipped or "
         "cancelled order → 409 `invalid-state-transition`."
     ),
+    responses={
+        409: {
+            "description": (
+                "A shipped or cancelled order (`invalid-state-transition`), or another "
+                "request with this `Idempotency-Key` still running (`idempotency-key-in-use`)"
+            )
+        },
+    },
 )
 async def cancel_order(
     order_id: ResourceId,

@@ -5,7 +5,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.api.schemas import JsonObject, ReadModel, WriteModel
 from stockflow.catalog.schemas import Sku
 from stockflow.orders.states import FulfilmentFlag, OrderStatus
 from stockflow.payments.rules import PaymentStatus
@@ -61,7 +61,7 @@ class OrderCreate(WriteModel):
         ),
         examples=[0],
     )
-    metadata: dict[str, Any] = Field(
+    metadata: JsonObject = Field(
         default_factory=dict, description="Free-form data kept with the order."
     )
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import ListParamsDep, SessionDep, SettingsDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.purchasing import po_receiving, po_service
 from stockflow.purchasing.po_schemas import (
@@ -22,7 +23,13 @@ from stockflow.purchasing.states import PurchaseOrderStatus
 router = APIRouter(prefix="/purchase-orders", tags=["Purchase orders"])
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Not allowed in the purchase order's current status"}
+    **problem_responses(403),
+    409: {
+        "description": (
+            "Not allowed in the purchase order's current status "
+            "(`invalid-purchase-order-transition`)"
+        )
+    },
 }
 
 
@@ -30,6 +37,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     "",
     summary="List purchase orders",
     description="Newest first, with lines and explanations. Staff.",
+    responses=problem_responses(403),
 )
 async def list_purchase_orders(
     session: SessionDep,
@@ -55,7 +63,7 @@ async def list_purchase_orders(
 @router.get(
     "/{po_id}",
     summary="Get a purchase order",
-    responses={404: {"description": "No such purchase order"}},
+    responses={**problem_responses(403), 404: {"description": "No such purchase order"}},
     description=(
         "Its lines, each with the explanation of how its quantity was chosen and which "
         "order lines caused it, and its expected arrival. Staff."
@@ -73,12 +81,13 @@ async def get_purchase_order(
     response_model=PurchaseOrderRead,
     summary="Create a purchase order by hand",
     responses={
+        **problem_responses(403),
         422: {
             "description": (
                 "Unknown or inactive supplier, unknown SKU, a SKU the supplier does not sell, "
                 "or an invalid quantity"
             )
-        }
+        },
     },
     description=(
         "A draft PO to one supplier; its quantities count as `on_order` at once. Terms are "

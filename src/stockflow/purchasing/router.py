@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from stockflow.api.bodies import read_body
 from stockflow.api.deps import ListParamsDep, ReaderPrincipal, SessionDep, StaffPrincipal
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId, SkuPath
 from stockflow.purchasing import inbound, service
 from stockflow.purchasing.inbound_schemas import InboundAccepted, SigningSecret, SupplierMessage
@@ -36,7 +37,11 @@ _ETAG_HEADER = {"ETag": {"description": "Send it back as `If-Match` to update sa
         "purchase orders to them (`manual`, `email` with `to`, or `webhook` with `url`). "
         "Staff. Send `Idempotency-Key` to make retries safe."
     ),
-    responses={201: {"headers": _ETAG_HEADER}},
+    responses={
+        201: {"headers": _ETAG_HEADER},
+        **problem_responses(403),
+        422: {"description": "Invalid supplier, or a connector URL that may not receive webhooks"},
+    },
 )
 async def create_supplier(
     data: SupplierCreate,
@@ -59,6 +64,7 @@ async def create_supplier(
     "",
     summary="List suppliers",
     description="Newest first. Admin, staff and service keys.",
+    responses=problem_responses(403),
 )
 async def list_suppliers(
     session: SessionDep,
@@ -76,7 +82,7 @@ async def list_suppliers(
     "/{supplier_id}",
     summary="Get a supplier",
     description="Answers with an `ETag` for a later `If-Match` update.",
-    responses={200: {"headers": _ETAG_HEADER}},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(403)},
 )
 async def get_supplier(
     supplier_id: ResourceId, response: Response, session: SessionDep, _principal: ReaderPrincipal
@@ -93,7 +99,17 @@ async def get_supplier(
         "Changes the given fields. With `If-Match`, only if unchanged since that ETag (else "
         "412). Deactivate with `active: false`; suppliers are never deleted. Staff."
     ),
-    responses={200: {"headers": _ETAG_HEADER}},
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        **problem_responses(403),
+        409: {
+            "description": (
+                "Deactivating the only active supplier of a `backorder` product "
+                "(`supplier-still-needed`)"
+            )
+        },
+        **problem_responses(412),
+    },
 )
 async def update_supplier(
     supplier_id: ResourceId,
@@ -125,6 +141,7 @@ async def update_supplier(
         "Preferred supplier (highest priority) first, flagged `preferred`. A product has few "
         "suppliers, so this list is always one page (`next_cursor` null). Staff."
     ),
+    responses=problem_responses(403),
 )
 async def list_product_suppliers(
     sku: SkuPath, session: SessionDep, _principal: StaffPrincipal
@@ -143,7 +160,12 @@ async def list_product_suppliers(
         "priority for this product. One entry per supplier and product (else 409). Answers "
         "with an `ETag` for a later `If-Match` update. Staff."
     ),
-    responses={201: {"headers": _ETAG_HEADER}},
+    responses={
+        201: {"headers": _ETAG_HEADER},
+        **problem_responses(403),
+        409: {"description": "The supplier is listed for this product (`already-exists`)"},
+        422: {"description": "Invalid terms, or an unknown or inactive supplier"},
+    },
 )
 async def add_product_supplier(
     sku: SkuPath,
@@ -166,7 +188,7 @@ async def add_product_supplier(
         "ETag (else 412); the ETag comes from adding or changing the entry, or is built from "
         "its `id` and `version` in the list. Staff."
     ),
-    responses={200: {"headers": _ETAG_HEADER}},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(403, 412)},
 )
 async def update_product_supplier(
     sku: SkuPath,
@@ -196,6 +218,14 @@ async def update_product_supplier(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a supplier from a product",
     description="The supplier no longer sells this product to us. Staff.",
+    responses={
+        **problem_responses(403),
+        409: {
+            "description": (
+                "The only active supplier of a `backorder` product (`supplier-still-needed`)"
+            )
+        },
+    },
 )
 async def remove_product_supplier(
     sku: SkuPath, supplier_id: ResourceId, session: SessionDep, principal: StaffPrincipal
@@ -216,6 +246,7 @@ async def remove_product_supplier(
         "`Idempotency-Key`, a replay answers with `secret: null`."
     ),
     response_model=SigningSecret,
+    responses=problem_responses(403),
 )
 async def issue_signing_secret(
     supplier_id: ResourceId,
@@ -246,6 +277,15 @@ async def issue_signing_secret(
         "(`duplicate: true`)."
     ),
     response_model=InboundAccepted,
+    responses={
+        401: {
+            "description": (
+                "Not signed with the supplier's signing secret, or an unknown supplier "
+                "(`invalid-signature`)"
+            )
+        },
+        422: {"description": "Not a supplier message, or not about one of its purchase orders"},
+    },
     openapi_extra={
         "security": [{"SupplierSignature": []}],
         # Inline: no other operation takes this model, so it has no component to refer to.

@@ -3,26 +3,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AnyHttpUrl, EmailStr, Field, field_validator
+from pydantic import AnyHttpUrl, Field, StrictBool
 from pydantic_extra_types.currency_code import ISO4217
 
-from stockflow.api.schemas import ReadModel, WriteModel
+from stockflow.api.schemas import Email, Omittable, ReadModel, WriteModel
 
 MAX_COST = 10**12
 LeadTime = Annotated[int, Field(strict=True, ge=0, le=365, description="Days.")]
+SupplierName = Annotated[str, Field(min_length=1, max_length=200)]
+SupplierSku = Annotated[str, Field(min_length=1, max_length=100)]
+CostPrice = Annotated[int, Field(strict=True, ge=0, le=MAX_COST)]
+PackSize = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+MinOrderQty = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+Priority = Annotated[int, Field(strict=True, ge=-1000, le=1000)]
 
 
 class ManualConnector(WriteModel):
     """Staff pass purchase orders on themselves (phone, portal)."""
 
-    type: Literal["manual"] = "manual"
+    # No default: a connector without its `type` is refused, whichever it would be.
+    type: Literal["manual"]
 
 
 class EmailConnector(WriteModel):
     """Purchase orders are e-mailed to this address."""
 
     type: Literal["email"]
-    to: EmailStr = Field(examples=["orders@supplier.example"])
+    to: Email = Field(examples=["orders@supplier.example"])
 
 
 class WebhookConnector(WriteModel):
@@ -44,15 +51,15 @@ class SupplierCreate(WriteModel):
 
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED
 
-    name: str = Field(min_length=1, max_length=200, examples=["Stoneware Bros."])
-    contact_email: EmailStr | None = Field(default=None, examples=["sales@supplier.example"])
+    name: SupplierName = Field(examples=["Stoneware Bros."])
+    contact_email: Email | None = Field(default=None, examples=["sales@supplier.example"])
     lead_time_days: LeadTime = Field(default=7, examples=[7])
     connector: Connector = Field(
-        default_factory=ManualConnector,
+        default_factory=lambda: ManualConnector(type="manual"),
         description="How a purchase order reaches the supplier: manual, email or webhook.",
         examples=[{"type": "email", "to": "orders@supplier.example"}],
     )
-    active: bool = True
+    active: StrictBool = True
 
 
 class SupplierUpdate(WriteModel):
@@ -60,18 +67,11 @@ class SupplierUpdate(WriteModel):
 
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    contact_email: EmailStr | None = None
-    lead_time_days: LeadTime | None = None
-    connector: Connector | None = None
-    active: bool | None = Field(default=None, examples=[False])
-
-    @field_validator("name", "lead_time_days", "connector", "active", mode="before")
-    @classmethod
-    def _no_null_for_required(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("cannot be null; omit the field to leave it unchanged")
-        return value
+    name: Omittable[SupplierName] = None
+    contact_email: Email | None = None
+    lead_time_days: Omittable[LeadTime] = None
+    connector: Omittable[Connector] = None
+    active: Omittable[StrictBool] = Field(default=None, examples=[False])
 
 
 class SupplierRead(ReadModel):
@@ -92,19 +92,16 @@ class SupplierProductCreate(WriteModel):
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku", "preferred"}
 
     supplier_id: str = Field(max_length=40, examples=["sup_01KB3J5Q2W8Z6Y4X0V9T7S5R3P"])
-    supplier_sku: str = Field(min_length=1, max_length=100, examples=["SB-MUG-330-BL"])
-    cost_price: int = Field(strict=True, ge=0, le=MAX_COST, examples=[540])
+    supplier_sku: SupplierSku = Field(examples=["SB-MUG-330-BL"])
+    cost_price: CostPrice = Field(examples=[540])
     currency: ISO4217 = Field(examples=["EUR"])
-    pack_size: int = Field(default=1, strict=True, ge=1, le=1_000_000, examples=[12])
-    min_order_qty: int = Field(default=1, strict=True, ge=1, le=1_000_000, examples=[24])
+    pack_size: PackSize = Field(default=1, examples=[12])
+    min_order_qty: MinOrderQty = Field(default=1, examples=[24])
     lead_time_days: LeadTime | None = Field(
         default=None, description="Overrides the supplier's lead time for this product."
     )
-    priority: int = Field(
+    priority: Priority = Field(
         default=0,
-        strict=True,
-        ge=-1000,
-        le=1000,
         description="The highest priority is the preferred supplier.",
         examples=[10],
     )
@@ -113,28 +110,13 @@ class SupplierProductCreate(WriteModel):
 class SupplierProductUpdate(WriteModel):
     read_only_fields: ClassVar[frozenset[str]] = _SERVER_OWNED | {"sku", "supplier_id", "preferred"}
 
-    supplier_sku: str | None = Field(default=None, min_length=1, max_length=100)
-    cost_price: int | None = Field(default=None, strict=True, ge=0, le=MAX_COST)
-    currency: ISO4217 | None = None
-    pack_size: int | None = Field(default=None, strict=True, ge=1, le=1_000_000)
-    min_order_qty: int | None = Field(default=None, strict=True, ge=1, le=1_000_000)
+    supplier_sku: Omittable[SupplierSku] = None
+    cost_price: Omittable[CostPrice] = None
+    currency: Omittable[ISO4217] = None
+    pack_size: Omittable[PackSize] = None
+    min_order_qty: Omittable[MinOrderQty] = None
     lead_time_days: LeadTime | None = None
-    priority: int | None = Field(default=None, strict=True, ge=-1000, le=1000)
-
-    @field_validator(
-        "supplier_sku",
-        "cost_price",
-        "currency",
-        "pack_size",
-        "min_order_qty",
-        "priority",
-        mode="before",
-    )
-    @classmethod
-    def _no_null_for_required(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("cannot be null; omit the field to leave it unchanged")
-        return value
+    priority: Omittable[Priority] = None
 
 
 class SupplierProductRead(ReadModel):

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from stockflow.api.deps import AdminPrincipal, ListParamsDep, SessionDep
 from stockflow.api.idempotency import IdempotencyDep
+from stockflow.api.problems import problem_responses
 from stockflow.api.schemas import ListResponse, ResourceId
 from stockflow.webhooks import service
 from stockflow.webhooks.schemas import (
@@ -21,8 +22,11 @@ from stockflow.webhooks.schemas import (
 )
 from stockflow.webhooks.service import WebhookConfig
 
-router = APIRouter(prefix="/webhook-endpoints", tags=["Webhooks"])
-deliveries_router = APIRouter(prefix="/webhook-deliveries", tags=["Webhooks"])
+# Every operation here is the admin's alone.
+router = APIRouter(prefix="/webhook-endpoints", tags=["Webhooks"], responses=problem_responses(403))
+deliveries_router = APIRouter(
+    prefix="/webhook-deliveries", tags=["Webhooks"], responses=problem_responses(403)
+)
 
 
 async def _config(request: Request) -> WebhookConfig:
@@ -51,6 +55,7 @@ _SIGNING = (
         "With `Idempotency-Key`, a replay answers with `secret: null`."
     ),
     response_model=WebhookEndpointCreated,
+    responses={422: {"description": "Invalid endpoint, or a URL that may not receive webhooks"}},
 )
 async def create_webhook_endpoint(
     data: WebhookEndpointCreate,
@@ -101,7 +106,7 @@ async def get_webhook_endpoint(
         "enable it here when the receiver is back. With `If-Match`, only if unchanged "
         "since that ETag (else 412). Admin only."
     ),
-    responses={200: {"headers": _ETAG_HEADER}},
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(412)},
 )
 async def update_webhook_endpoint(
     endpoint_id: ResourceId,
@@ -228,6 +233,7 @@ async def replay_webhook_events(
         "once instead of at its scheduled time. 409 `delivery-in-flight` while a worker is "
         "sending it. Admin only."
     ),
+    responses={409: {"description": "A worker is sending it right now (`delivery-in-flight`)"}},
 )
 async def retry_webhook_delivery(
     delivery_id: ResourceId,

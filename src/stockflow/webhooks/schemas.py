@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
-from stockflow.api.schemas import ReadModel, UtcTimestamp, WriteModel
+from stockflow.api.schemas import Omittable, ReadModel, UtcTimestamp, WriteModel
 from stockflow.events.types import WILDCARD, EventType
 from stockflow.webhooks.addresses import MAX_URL_LENGTH
 
@@ -14,6 +14,16 @@ Subscription = EventType | Literal["*"]
 _EVENTS_DESCRIPTION = (
     'Event types to send, or `["*"]` for every type (including types added later).'
 )
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH)]
+Subscriptions = Annotated[
+    list[Subscription],
+    Field(
+        min_length=1,
+        max_length=50,
+        # "*" alone, as `_distinct` requires.
+        json_schema_extra={"if": {"contains": {"const": WILDCARD}}, "then": {"maxItems": 1}},
+    ),
+]
 
 
 def _everything() -> list[Subscription]:
@@ -33,13 +43,9 @@ class WebhookEndpointCreate(WriteModel):
         {"id", "created_at", "updated_at", "secret", "enabled", "disabled_reason", "version"}
     )
 
-    url: str = Field(
-        min_length=1, max_length=MAX_URL_LENGTH, examples=["https://shop.example/hooks/stockflow"]
-    )
-    events: list[Subscription] = Field(
+    url: WebhookUrl = Field(examples=["https://shop.example/hooks/stockflow"])
+    events: Subscriptions = Field(
         default_factory=_everything,
-        min_length=1,
-        max_length=50,
         description=_EVENTS_DESCRIPTION,
         examples=[["order.created", "order.shipped"]],
     )
@@ -55,12 +61,10 @@ class WebhookEndpointUpdate(WriteModel):
         "enabled"
     }
 
-    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
-    events: list[Subscription] | None = Field(
-        default=None, min_length=1, max_length=50, description=_EVENTS_DESCRIPTION
-    )
+    url: Omittable[WebhookUrl] = None
+    events: Omittable[Subscriptions] = Field(default=None, description=_EVENTS_DESCRIPTION)
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = Field(
+    enabled: Omittable[StrictBool] = Field(
         default=None,
         description="false pauses deliveries (they wait); true resumes them.",
         examples=[True],
@@ -70,13 +74,6 @@ class WebhookEndpointUpdate(WriteModel):
     @classmethod
     def _events(cls, value: list[Subscription] | None) -> list[Subscription] | None:
         return None if value is None else _distinct(value)
-
-    @field_validator("url", "events", "enabled", mode="before")
-    @classmethod
-    def _no_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("cannot be null; omit the field to leave it unchanged")
-        return value
 
 
 class WebhookEndpointRead(ReadModel):
