@@ -39,9 +39,10 @@ from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.ids import new_id
 from stockflow.workers.runner import build_relay
+from tests.api.test_payments_stripe import stripe_settings as settings_for_stripe
 from tests.assertions import PROBLEM, assert_problem
 from tests.conftest import Keys
-from tests.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, running_fake_stripe
+from tests.fake_stripe import FakeStripe, running_fake_stripe
 
 SKU = "BOLA-MUG"
 INACTIVE_SKU = "BOLA-OLD"
@@ -253,14 +254,7 @@ async def fake() -> AsyncIterator[FakeStripe]:
 
 @pytest.fixture
 def stripe_settings(database_url: str, fake: FakeStripe) -> Settings:
-    return Settings(
-        database_url=database_url,
-        payments="stripe",
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        stripe_timeout_seconds=5.0,
-    )
+    return settings_for_stripe(database_url, fake)
 
 
 @pytest.fixture

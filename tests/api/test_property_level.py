@@ -22,13 +22,11 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from standardwebhooks import Webhook
 
 from stockflow.adapters.webhook_http import Reply
 from stockflow.app import create_app
@@ -36,9 +34,11 @@ from stockflow.auth.keys import hash_key
 from stockflow.config import Settings
 from stockflow.db.engine import Database
 from stockflow.workers.runner import build_relay
+from tests.api.test_payments_stripe import stripe_settings
+from tests.api.test_supplier_connectors import signed
 from tests.assertions import PROBLEM, assert_problem
 from tests.conftest import Keys, offline_resolver
-from tests.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, running_fake_stripe
+from tests.fake_stripe import running_fake_stripe
 
 SKU = "PROP-MUG"
 SPARE_SKU = "PROP-JUG"
@@ -336,17 +336,6 @@ async def checkout(database_url: str, database: Database) -> AsyncIterator[httpx
         await app.state.checkout.gateway.aclose()
 
 
-def stripe_settings(database_url: str, fake: FakeStripe) -> Settings:
-    return Settings(
-        database_url=database_url,
-        payments="stripe",
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        stripe_timeout_seconds=5.0,
-    )
-
-
 async def sent(
     client: httpx.AsyncClient,
     method: str,
@@ -359,17 +348,6 @@ async def sent(
     assert response.status_code == status, response.text
     answer: dict[str, Any] = response.json()
     return answer
-
-
-def signed(secret: str, message_id: str, body: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    text = json.dumps(body)
-    now = datetime.now(UTC)
-    return text, {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, now, text),
-        "content-type": "application/json",
-    }
 
 
 @pytest.fixture
